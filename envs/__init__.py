@@ -1,0 +1,9 @@
+"""Environment tasks behind the Task contract (see envs/base.py). Never imports car_jax."""
+
+from envs.base import ActionSpace, InputField, Task, TaskError
+from envs.registry import make, register, registered
+
+# Family modules register their tasks on import; each is one module.
+# (Family imports are added here as they land.)
+
+__all__ = ["ActionSpace", "InputField", "Task", "TaskError", "make", "register", "registered"]
