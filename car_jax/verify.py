@@ -72,8 +72,8 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)  # spec-level reasons
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return asdict(self)
+        """A JSON-ready dict (NaN, e.g. the first step of a never-completed sub-task, -> null)."""
+        return _nan_to_none(asdict(self))
 
     def to_json(self, indent: int = 2) -> str:
         """The verdict as JSON text."""
@@ -83,7 +83,11 @@ class Verdict:
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
         """Inverse of `to_dict`."""
         d = dict(d)
-        d["subtasks"] = [SubtaskVerdict(**s) for s in d["subtasks"]]
+        nan = float("nan")
+        d["subtasks"] = [
+            SubtaskVerdict(**{k: nan if v is None else v for k, v in s.items()})
+            for s in d["subtasks"]
+        ]
         d["criteria"] = Criteria(**d["criteria"])
         return cls(**d)
 
@@ -137,6 +141,16 @@ class Verdict:
         if ok:
             lines.append(f"These programs passed and may be kept as they are: {', '.join(ok)}.")
         return "\n".join(lines)
+
+
+def _nan_to_none(x):
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    if isinstance(x, float) and x != x:
+        return None
+    return x
 
 
 def _completion_fn(compiled):

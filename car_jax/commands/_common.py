@@ -1,0 +1,60 @@
+"""Helpers shared by the CLI commands: tasks, specs and modes with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from car_jax.errors import UserError
+
+
+def load_task(task_id: str):
+    """`envs.make(task_id)`, with an unknown id turned into a UserError."""
+    import envs
+
+    try:
+        return envs.make(task_id)
+    except envs.TaskError as err:
+        raise UserError(str(err)) from None
+
+
+def resolve_mode(task, mode: str | None) -> str:
+    """The requested input mode, or the task's first one; refuse a mode the task lacks."""
+    if mode is None:
+        return task.modes[0]
+    if mode not in task.modes:
+        raise UserError(
+            f"task {task.id!r} has no input mode {mode!r}; its modes: {', '.join(task.modes)}"
+        )
+    return mode
+
+
+def load_spec(path: str | Path):
+    """Read a RewardSpec file; a missing file or a file that does not parse is a UserError."""
+    from car_jax.dsl import DSLCompileError
+    from car_jax.spec import RewardSpec
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"spec file {str(path)!r} does not exist")
+    try:
+        return RewardSpec.load(path)
+    except DSLCompileError as err:
+        lines = "\n  ".join(str(e) for e in err.errors)
+        raise UserError(f"spec file {str(path)!r} cannot be read:\n  {lines}") from None
+    except (UnicodeDecodeError, OSError) as err:
+        raise UserError(f"spec file {str(path)!r} cannot be read: {err}") from None
+
+
+def compile_for(spec, task, mode: str):
+    """Compile `spec` against `task`'s inputs of `mode`; refused programs become a UserError."""
+    from car_jax.dsl import DSLCompileError
+    from car_jax.spec import compile_spec
+
+    try:
+        return compile_spec(spec, task.inputs(mode), task.constants(mode))
+    except DSLCompileError as err:
+        lines = "\n  ".join(str(e) for e in err.errors)
+        raise UserError(
+            f"{len(err.errors)} error(s) compiling the spec for {task.id} ({mode} mode):\n  {lines}",
+            exit_code=1,
+        ) from None

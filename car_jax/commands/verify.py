@@ -1,0 +1,80 @@
+"""`car-jax verify`: check a reward spec on expert and random trajectories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from car_jax.commands._common import compile_for, load_spec, load_task, resolve_mode
+
+NAME = "verify"
+HELP = "Verify a reward spec on expert and random trajectories (exit 0 accepted, 1 rejected, 2 bad input)."
+
+
+def add_arguments(p) -> None:
+    p.add_argument("spec", help="reward spec file (DSL source)")
+    p.add_argument("--env", required=True, help="task id (see `car-jax envs`)")
+    p.add_argument("--mode", default=None, help="program input mode (default: the task's first)")
+    p.add_argument("--expert-trajectories", metavar="F.npz", help="expert trajectories file")
+    p.add_argument("--random-trajectories", metavar="F.npz", help="random trajectories file")
+    p.add_argument(
+        "-n", type=int, default=256, help="trajectories to collect per policy (default 256)"
+    )
+    p.add_argument(
+        "--horizon", type=int, default=None, help="steps per trajectory (default: the task's limit)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="OUT", help="write the verdict as JSON here")
+
+
+def collect_pair(
+    task, mode: str, n: int, horizon: int | None, seed: int, expert_file=None, random_file=None
+):
+    """Expert and random Trajectories, from files where given, else collected from the task."""
+    import jax
+
+    from car_jax.errors import UserError
+    from car_jax.rollout import collect_rollouts, load_trajectories
+
+    if n < 1:
+        raise UserError(f"-n must be at least 1, got {n}")
+    horizon = horizon or task.max_steps
+    k_e, k_r = jax.random.split(jax.random.key(seed))
+    if expert_file:
+        expert = load_trajectories(expert_file, task, mode)
+    elif task.expert is None:
+        raise UserError(
+            f"task {task.id!r} has no scripted expert: pass --expert-trajectories F.npz"
+        )
+    else:
+        expert = collect_rollouts(task, "expert", k_e, n, horizon, mode=mode)
+    if random_file:
+        random = load_trajectories(random_file, task, mode)
+    else:
+        random = collect_rollouts(task, "random", k_r, n, horizon, mode=mode)
+    return expert, random
+
+
+def run(args) -> int:
+    from car_jax.verify import verify_spec
+
+    task = load_task(args.env)
+    mode = resolve_mode(task, args.mode)
+    spec = load_spec(args.spec)
+    compiled = compile_for(spec, task, mode)
+    expert, random = collect_pair(
+        task,
+        mode,
+        args.n,
+        args.horizon,
+        args.seed,
+        args.expert_trajectories,
+        args.random_trajectories,
+    )
+    verdict = verify_spec(compiled, task, expert, random)
+    print(verdict.to_markdown())
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(verdict.to_dict(), indent=2))
+    return 0 if verdict.passed else 1
