@@ -1,0 +1,127 @@
+"""The offline backend: answers read from files, keyed by task, mode, step and round.
+
+Two kinds of source, searched in order (user folders first, then `prompts/reference/`):
+
+- a reference spec `<dir>/<TaskId>.<mode>.py` (or `<TaskId>.py`), a RewardSpec file of
+  hand-written programs: the describe answer is its task and program names and descriptions,
+  every program round answers with its programs. Labelled "hand-written reference programs, not
+  model output".
+- a replay script `<dir>/<TaskId>.<mode>/` holding `describe.json` (optional: else taken from
+  the reference spec) and `round1.json`, `round2.json`, ...; round n uses the highest
+  `round<k>.json` with k <= n. Each file is `{"label": "...", "answer": <JSON object or raw
+  text>}`; raw text is replayed verbatim, so a script can hold broken answers too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from car_jax.errors import UserError
+from car_jax.vlm.base import VLMRequest
+from car_jax.vlm.prompts import PROMPTS_DIR, spec_answers
+
+REFERENCE_DIR = PROMPTS_DIR / "reference"
+SCRIPTS_DIR = PROMPTS_DIR / "replay"
+REFERENCE_LABEL = "hand-written reference programs, not model output"
+
+
+class ReplayBackend:
+    """Answers from reference specs and replay scripts instead of a model (no network, no cost)."""
+
+    name = "replay"
+    model = "replay"
+    cacheable = False
+
+    def __init__(self, sources: list[str | Path] | None = None, reference_dir: Path | None = None):
+        self.sources = [Path(s) for s in (sources or [])]
+        for s in self.sources:
+            if not s.is_dir():
+                raise UserError(f"replay: folder {str(s)!r} does not exist")
+        self.reference_dir = Path(reference_dir) if reference_dir is not None else REFERENCE_DIR
+        self.settings: dict[str, Any] = {"sources": [str(s) for s in self.sources]}
+        self.last_label: str | None = None
+        self.last_file: str | None = None
+
+    # --- lookup ----------------------------------------------------------------------------
+    def _dirs(self) -> list[Path]:
+        return [*self.sources, self.reference_dir]
+
+    def _script_dir(self, task_id: str, mode: str) -> Path | None:
+        for d in self.sources:
+            if (d / f"{task_id}.{mode}").is_dir():
+                return d / f"{task_id}.{mode}"
+        return None
+
+    def _reference_file(self, task_id: str, mode: str) -> Path | None:
+        for d in self._dirs():
+            for name in (f"{task_id}.{mode}.py", f"{task_id}.py"):
+                if (d / name).is_file():
+                    return d / name
+        return None
+
+    def _looked_in(self, task_id: str, mode: str) -> str:
+        places = [str(d / f"{task_id}.{mode}") + "/" for d in self.sources]
+        places += [str(d / f"{task_id}.{mode}.py") for d in self._dirs()]
+        return ", ".join(places)
+
+    def _reference_answer(self, request: VLMRequest) -> str:
+        path = self._reference_file(request.task_id, request.mode)
+        if path is None:
+            raise UserError(
+                f"replay: no answers for task {request.task_id!r} in {request.mode} mode; looked "
+                f"in {self._looked_in(request.task_id, request.mode)}. Write a reference spec or "
+                "a replay script there, or use --vlm gemini / --vlm openai"
+            )
+        from car_jax.spec import RewardSpec
+
+        try:
+            spec = RewardSpec.load(path)
+        except Exception as err:  # a broken reference file is the user's to fix
+            raise UserError(f"replay: cannot read reference spec {str(path)!r}: {err}") from None
+        describe, programs = spec_answers(spec)
+        self.last_label = REFERENCE_LABEL
+        self.last_file = str(path)
+        return json.dumps(describe if request.step == "describe" else programs, indent=2)
+
+    def _script_answer(self, script: Path, request: VLMRequest) -> str | None:
+        if request.step == "describe":
+            path = script / "describe.json"
+            if not path.is_file():
+                return None
+        else:
+            rounds = sorted(
+                (int(m.group(1)), p)
+                for p in script.glob("round*.json")
+                if (m := re.fullmatch(r"round(\d+)\.json", p.name))
+            )
+            usable = [p for k, p in rounds if k <= max(request.round, 1)]
+            if not usable:
+                raise UserError(
+                    f"replay: script {str(script)!r} has no round1.json (rounds found: "
+                    f"{', '.join(p.name for _, p in rounds) or 'none'})"
+                )
+            path = usable[-1]
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"replay: cannot read script file {str(path)!r}: {err}") from None
+        if not isinstance(entry, dict) or "answer" not in entry:
+            raise UserError(
+                f'replay: script file {str(path)!r} must be {{"label": ..., "answer": ...}}'
+            )
+        self.last_label = str(entry.get("label") or f"replay script {path}")
+        self.last_file = str(path)
+        answer = entry["answer"]
+        return answer if isinstance(answer, str) else json.dumps(answer, indent=2)
+
+    def complete(self, request: VLMRequest) -> str:
+        """The stored answer for (task, mode, step, round)."""
+        script = self._script_dir(request.task_id, request.mode)
+        if script is not None:
+            answer = self._script_answer(script, request)
+            if answer is not None:
+                return answer
+        return self._reference_answer(request)
