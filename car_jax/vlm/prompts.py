@@ -265,6 +265,7 @@ def parse_describe(text: str) -> TaskDescription:
 
 def parse_programs(text: str, task: str):
     """The program answer -> RewardSpec (not yet compiled); problems listed in AnswerError."""
+    from car_jax.dsl import DSLCompileError
     from car_jax.spec import Program, RewardSpec
 
     data = parse_json_answer(text)
@@ -299,9 +300,15 @@ def parse_programs(text: str, task: str):
                 f"{where} ({name or '?'}): `source` defines no function `def {name or 'name'}(obs):`"
             )
             continue
-        # NOTE: the function name in the source is what the DSL compiles; it wins over `name`.
-        name = defs[0]
-        programs.append(Program(name=name, description=desc or name, source=source.strip() + "\n"))
+        # The source is what the DSL compiles: its function name and docstring win over the
+        # JSON fields (a source the parser refuses is kept as is; the compile check reports it).
+        try:
+            prog = Program.from_source(source, origin=defs[0])
+        except DSLCompileError:
+            prog = Program(name=defs[0], description=desc or defs[0], source=source)
+        if not prog.description:
+            prog = Program(name=prog.name, description=desc or prog.name, source=prog.source)
+        programs.append(prog)
     names = [p.name for p in programs]
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
