@@ -247,3 +247,46 @@ def test_outputs_are_scalar_bool_or_number(compiled):
     assert compiled["chain"].output.dtype == jnp.bool_
     assert compiled["near_goal"].output.shape == ()
     assert compiled["near_goal"].inputs_used == ("dir", "pos")
+
+
+def test_locals_follow_python_scoping_through_branches(batch):
+    ok = compile_program(
+        "def f(obs):\n"
+        "    if obs.dir == 0:\n"
+        "        return -1\n"
+        "    else:\n"
+        "        k = obs.dir * 2\n"
+        "    return k\n",
+        INPUTS,
+    )
+    got = np.asarray(jax.vmap(ok.fn)(batch))
+    np.testing.assert_array_equal(got, np.where(batch["dir"] == 0, -1, batch["dir"] * 2))
+    from car_jax.dsl import DSLCompileError
+
+    with pytest.raises(DSLCompileError) as info:
+        compile_program("def f(obs):\n    if obs.dir == 0:\n        x = 1\n    return x\n", INPUTS)
+    (err,) = info.value.errors
+    assert (err.code, err.line) == ("E-NAME", 4) and "before it is assigned" in err.message
+    with pytest.raises(DSLCompileError) as info:
+        compile_program(
+            "def f(obs):\n    if obs.dir == 0:\n        x = obs.pos\n    else:\n"
+            "        x = obs.grid\n    return sum(x)\n",
+            INPUTS,
+        )
+    assert info.value.codes == ["E-TYPE"]
+
+
+def test_first_return_wins_like_python(batch):
+    prog = compile_program(
+        "def f(obs):\n"
+        "    if obs.carrying == KEY:\n"
+        "        return 1\n"
+        "    if obs.dir > 1:\n"
+        "        return 2\n"
+        "    return 3\n",
+        INPUTS,
+        CONSTANTS,
+    )
+    got = np.asarray(jax.vmap(prog.fn)(batch))
+    want = np.where(batch["carrying"] == 5, 1, np.where(batch["dir"] > 1, 2, 3))
+    np.testing.assert_array_equal(got, want)
