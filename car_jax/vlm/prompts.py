@@ -287,7 +287,8 @@ def parse_programs(text: str, task: str):
             problems.append(f"{where} must be an object with name, description, source")
             continue
         name = _need_str(p, "name", where, problems)
-        desc = _need_str(p, "description", where, problems)
+        desc = p.get("description") if isinstance(p.get("description"), str) else ""
+        desc = desc.strip()  # optional: the source's docstring is the description
         source = p.get("source")
         if not isinstance(source, str) or not source.strip():
             problems.append(

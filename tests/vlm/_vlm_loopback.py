@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -121,3 +122,8 @@ def openai_reply(text: str) -> Reply:
             ],
         },
     )
+
+
+def b64decode_any(data: str) -> bytes:
+    """Decode standard or URL-safe base64 (the google-genai SDK sends the URL-safe alphabet)."""
+    return base64.urlsafe_b64decode(data.replace("+", "-").replace("/", "_"))

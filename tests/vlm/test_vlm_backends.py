@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from _vlm_loopback import Reply, gemini_reply, openai_reply
+from _vlm_loopback import Reply, b64decode_any, gemini_reply, openai_reply
 
 from car_jax.errors import UserError
 from car_jax.vlm.base import Message, VLMRequest
@@ -65,7 +65,7 @@ def test_gemini_sends_both_images_inline_and_the_schema(server):
     parts = body["contents"][0]["parts"]
     assert parts[0]["text"] == "the prompt text"
     inline = [p["inlineData"] for p in parts if "inlineData" in p]
-    assert [base64.b64decode(p["data"]) for p in inline] == [PNG_A, PNG_B]
+    assert [b64decode_any(p["data"]) for p in inline] == [PNG_A, PNG_B]
     assert {p.get("mimeType", p.get("mime_type")) for p in inline} == {"image/png"}
     config = body["generationConfig"]
     assert config["responseMimeType"] == "application/json"
