@@ -97,3 +97,37 @@ def test_every_error_code_is_documented():
     doc = (ROOT / "docs" / "readme" / "dsl.md").read_text()
     missing = [code for code in CODES if f"`{code}`" not in doc]
     assert not missing, f"undocumented error codes: {missing}"
+
+
+def _doorkey_or_skip():
+    import envs
+
+    if "MiniGrid-DoorKey-8x8" not in envs.registered():
+        import pytest
+
+        pytest.skip("MiniGrid-DoorKey-8x8 is not registered")
+    return envs.make("MiniGrid-DoorKey-8x8")
+
+
+def test_check_against_registered_task(capsys):
+    _doorkey_or_skip()
+    assert main(["check", str(EXAMPLE), "--env", "MiniGrid-DoorKey-8x8"]) == 0
+    pixels = str(ROOT / "examples" / "doorkey_pixels.spec")
+    assert main(["check", pixels, "--env", "MiniGrid-DoorKey-8x8", "--mode", "pixels"]) == 0
+    # the state-mode spec reads inputs the pixels mode does not declare
+    assert main(["check", str(EXAMPLE), "--env", "MiniGrid-DoorKey-8x8", "--mode", "pixels"]) == 1
+    assert "E-INPUT" in capsys.readouterr().out
+
+
+def test_example_specs_are_right_on_real_states():
+    import jax
+
+    from car_jax.spec import RewardSpec, compile_spec
+
+    task = _doorkey_or_skip()
+    key = jax.random.key(0)
+    start, goal = task.initial_state(key), task.goal_state(key)
+    for mode, path in [("state", EXAMPLE), ("pixels", ROOT / "examples" / "doorkey_pixels.spec")]:
+        compiled = compile_spec(RewardSpec.load(path), task.inputs(mode), task.constants(mode))
+        assert not compiled.completion(task.observe(start, mode)).any(), mode
+        assert compiled.completion(task.observe(goal, mode)).all(), mode
