@@ -62,12 +62,12 @@ def test_replay_script_with_wrong_first_answer_converges(task, verifier, images,
     rounds = [r for r in result.records if r.step != "describe"]
     assert len(rounds) == 2 and not rounds[0].passed and rounds[1].passed
     assert result.best is rounds[1]
-    # Round 1's verdict names both wrong programs; that text is what round 2's prompt carries.
+    # Round 1's verdict names the wrong program; that text is what round 2's prompt carries.
     failed = {s.name for s in rounds[0].verdict.subtasks if not s.passed}
-    assert {"key_at_door", "door_open"} <= failed
+    assert "door_open" in failed
     feedback_prompt = (tmp_path / rounds[1].folder / "prompt.md").read_text()
     assert "`door_open`: never fires on any expert trajectory" in feedback_prompt
-    assert "random trajectories" in feedback_prompt
+    assert rounds[0].verdict.feedback() in feedback_prompt
     # Records: every round's prompt, answer, parsed spec and verdict; the final spec loads back.
     for r in result.records:
         assert (tmp_path / r.folder / "prompt.md").is_file()
@@ -120,6 +120,13 @@ def test_gemini_loop_verifies_and_cache_makes_second_run_free(task, verifier, im
         assert [c["role"] for c in program_req["contents"]] == ["user", "model", "user"]
         assert program_req["generationConfig"]["responseJsonSchema"]["required"] == ["programs"]
         assert first.spec.names == ["key_at_door", "door_open", "reached_goal"]
+        # The prompts hold no reference program and no ground-truth success function.
+        sent_text = "\n".join(s.body.decode() for s in server.seen)
+        references = list((SCRIPT_DIR.parent / "reference").glob(f"{TASK_ID}*.py"))
+        forbidden = [p.source for p in first.spec.programs]
+        forbidden += [p.source for f in references for p in RewardSpec.load(f).programs]
+        assert not any(src.splitlines()[-1].strip() in sent_text for src in forbidden)
+        assert "def success" not in sent_text and "goal_encoding" not in sent_text
 
         second = run(tmp_path / "run2")
         assert len(server.seen) == 2, "the second identical run must not reach the server"
