@@ -25,6 +25,9 @@ class Criteria:
     min_steps: int = 1  # a sub-task completes on a trajectory when true on >= min_steps valid steps
     expert_rate: float = 1.0  # must complete on at least this fraction of expert trajectories
     random_rate: float = 0.10  # may complete on at most this fraction of random trajectories
+    # Random runs count within a per-sub-task window: "expert" = the median step at which the
+    # expert first completes that sub-task; "full" = the whole random trajectory.
+    random_window: str = "expert"
     order_rate: float = 1.0  # expert runs where it first completes no earlier than its predecessor
     trivial_rate: float = 0.5  # refused when already true at the first step of more than this
     success_precision: float = 0.9  # the last program vs the task's ground-truth success
@@ -33,6 +36,10 @@ class Criteria:
     def __post_init__(self):
         if self.min_steps < 1:
             raise UserError(f"criteria: min_steps must be >= 1, got {self.min_steps}")
+        if self.random_window not in ("expert", "full"):
+            raise UserError(
+                f"criteria: random_window must be 'expert' or 'full', got {self.random_window!r}"
+            )
         for name in ("expert_rate", "random_rate", "order_rate", "trivial_rate",
                      "success_precision", "success_recall"):  # fmt: skip
             v = getattr(self, name)
@@ -47,7 +54,8 @@ class SubtaskVerdict:
     name: str
     description: str
     expert_rate: float  # fraction of expert trajectories on which it completes
-    random_rate: float  # fraction of random trajectories on which it completes
+    random_rate: float  # fraction of random trajectories on which it completes within the window
+    random_window: int  # steps of each random trajectory counted for random_rate
     start_rate: float  # fraction of all trajectories on which it is true at the first step
     order_rate: float  # fraction of expert runs where it completes in the stated order
     first_step_mean: float  # first-completion step on expert runs (those that complete)
@@ -98,9 +106,14 @@ class Verdict:
             f"**Verdict: {'ACCEPTED' if self.passed else 'REJECTED'}** — {self.task}",
             "",
             f"{self.n_expert} expert and {self.n_random} random trajectories; a sub-task completes "
-            f"when its program is true on >= {c.min_steps} valid step(s).",
+            f"when its program is true on >= {c.min_steps} valid step(s). Random runs count "
+            + (
+                "within each sub-task's window (the expert's median steps to complete it)."
+                if c.random_window == "expert"
+                else "over their whole length."
+            ),
             "",
-            "| # | sub-task | expert | random | true at start | in order | first step (expert) | result |",
+            "| # | sub-task | expert | random (window) | true at start | in order | first step (expert) | result |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for i, s in enumerate(self.subtasks):
@@ -110,7 +123,7 @@ class Verdict:
                 else f"{s.first_step_mean:.1f} ± {s.first_step_std:.1f}"
             )
             lines.append(
-                f"| {i + 1} | `{s.name}` | {s.expert_rate:.0%} | {s.random_rate:.0%} | "
+                f"| {i + 1} | `{s.name}` | {s.expert_rate:.0%} | {s.random_rate:.0%} ({s.random_window}) | "
                 f"{s.start_rate:.0%} | {s.order_rate:.0%} | {first} | {'pass' if s.passed else 'FAIL'} |"
             )
         lines += [
@@ -212,20 +225,22 @@ def verify_spec(
     e_done, e_first, e_start = (
         np.asarray(a) for a in figures(expert.inputs, expert.valid, criteria.min_steps)
     )
-    r_done, _, r_start = (
+    r_done, r_first, r_start = (
         np.asarray(a) for a in figures(random.inputs, random.valid, criteria.min_steps)
     )
     n_e, n_r = e_done.shape[0], r_done.shape[0]
     if n_e == 0 or n_r == 0:
         raise UserError(f"verification needs expert and random trajectories; got {n_e} and {n_r}")
     k = e_done.shape[1]
+    r_horizon = int(random.valid.shape[1])
     e_success = np.asarray(expert.success, bool)
 
-    # Order on expert runs: sub-task j does not first complete before sub-task j-1 (a sub-task
-    # that never completes has first step T, so it is never "early").
+    # Order on expert runs: where sub-tasks j-1 and j both complete, j does not complete first
+    # (a sub-task that never completes is judged by its own expert rate, not by order).
     in_order = np.ones((n_e, k), bool)
     for j in range(1, k):
-        in_order[:, j] = e_first[:, j] >= e_first[:, j - 1]
+        both = e_done[:, j] & e_done[:, j - 1]
+        in_order[:, j] = ~both | (e_first[:, j] >= e_first[:, j - 1])
     order_fraction = float(np.mean(np.all(in_order & e_done, axis=1)))
 
     # Last program vs ground truth, over expert + random runs.
@@ -238,15 +253,19 @@ def verify_spec(
     subtasks = []
     for j, prog in enumerate(spec.programs):
         e_rate = float(e_done[:, j].mean())
-        r_rate = float(r_done[:, j].mean())
+        firsts = e_first[e_done[:, j], j].astype(float)
+        window = r_horizon
+        if criteria.random_window == "expert" and firsts.size:
+            window = int(np.ceil(np.median(firsts))) + 1
+        r_rate = float(np.mean(r_done[:, j] & (r_first[:, j] < window)))
         start = float(np.concatenate([e_start[:, j], r_start[:, j]]).mean())
         order = float(in_order[:, j].mean())
-        firsts = e_first[e_done[:, j], j].astype(float)
         sv = SubtaskVerdict(
             name=prog.name,
             description=prog.description,
             expert_rate=e_rate,
             random_rate=r_rate,
+            random_window=window,
             start_rate=start,
             order_rate=order,
             first_step_mean=float(firsts.mean()) if firsts.size else float("nan"),
@@ -312,8 +331,11 @@ def _judge(sv, j, spec, c: Criteria) -> None:
             why = ": it is already true at the start, before the agent has done anything"
         elif sv.random_rate > 0.9:
             why = ": it is true almost always, so it cannot tell progress from random behaviour"
+        within = ""
+        if c.random_window == "expert":
+            within = f" within {sv.random_window} steps (the expert's median time for it)"
         sv.reasons.append(
-            f"fires on {_pct(sv.random_rate)} of random trajectories (limit "
+            f"fires on {_pct(sv.random_rate)} of random trajectories{within} (limit "
             f"{_pct(c.random_rate)}){why}; make it test the sub-task's result more strictly"
         )
     if sv.start_rate > c.trivial_rate:
