@@ -21,38 +21,29 @@ def add_arguments(p) -> None:
         "-n", type=int, default=256, help="trajectories to collect per policy (default 256)"
     )
     p.add_argument(
-        "--horizon", type=int, default=None, help="steps per trajectory (default: the task's limit)"
+        "--horizon",
+        type=int,
+        default=None,
+        help="steps per expert trajectory (default: a whole episode; random runs last as long as the longest expert episode)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="OUT", help="write the verdict as JSON here")
 
 
-def collect_pair(
-    task, mode: str, n: int, horizon: int | None, seed: int, expert_file=None, random_file=None
-):
+def collect_pair(task, mode, n, horizon, seed, expert_file=None, random_file=None):
     """Expert and random Trajectories, from files where given, else collected from the task."""
-    import jax
+    from car_jax.rollout import load_trajectories
+    from car_jax.verify import collect_verification_rollouts
 
-    from car_jax.errors import UserError
-    from car_jax.rollout import collect_rollouts, load_trajectories
-
-    if n < 1:
-        raise UserError(f"-n must be at least 1, got {n}")
-    horizon = horizon or task.max_steps
-    k_e, k_r = jax.random.split(jax.random.key(seed))
-    if expert_file:
-        expert = load_trajectories(expert_file, task, mode)
-    elif task.expert is None:
-        raise UserError(
-            f"task {task.id!r} has no scripted expert: pass --expert-trajectories F.npz"
-        )
-    else:
-        expert = collect_rollouts(task, "expert", k_e, n, horizon, mode=mode)
+    expert = load_trajectories(expert_file, task, mode) if expert_file else None
     if random_file:
         random = load_trajectories(random_file, task, mode)
-    else:
-        random = collect_rollouts(task, "random", k_r, n, horizon, mode=mode)
-    return expert, random
+        if expert is None:
+            expert, _ = collect_verification_rollouts(
+                task, mode, n, seed, horizon, random_horizon=1
+            )
+        return expert, random
+    return collect_verification_rollouts(task, mode, n, seed, horizon, expert=expert)
 
 
 def run(args) -> int:

@@ -508,22 +508,9 @@ def make_verifier(
     state: dict[str, Any] = {}
 
     def rollouts() -> tuple[Any, Any]:
-        import jax
-        import numpy as np
+        from car_jax.verify import collect_verification_rollouts
 
-        from car_jax.rollout import collect_rollouts
-
-        if n < 1:
-            raise UserError(f"-n must be at least 1, got {n}")
-        if task.expert is None:
-            raise UserError(f"task {task.id!r} has no scripted expert to verify programs against")
-        k_e, k_r = jax.random.split(jax.random.key(seed))
-        expert = collect_rollouts(task, "expert", k_e, n, horizon or task.max_steps, mode=mode)
-        r_h = random_horizon
-        if r_h is None:
-            r_h = max(1, int(np.asarray(expert.valid).sum(axis=1).max()))
-        random = collect_rollouts(task, "random", k_r, n, r_h, mode=mode)
-        return expert, random
+        return collect_verification_rollouts(task, mode, n, seed, horizon, random_horizon)
 
     def pair() -> tuple[Any, Any]:
         if "pair" not in state:
