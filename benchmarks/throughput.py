@@ -1,0 +1,490 @@
+"""Headline throughput: fused code reward vs env alone vs Farama MiniGrid vs a per-step image encoder.
+
+One run, one machine, one JSON (benchmarks/results/throughput.json), one table. For MiniGrid
+DoorKey-8x8 and each number of parallel envs:
+  1. the env alone, random actions, auto-reset inside the scan;
+  2. the env + the fused code reward (`CodeReward`) in `state` and `pixels` mode, and its ratio to 1;
+  3. Farama MiniGrid DoorKey-8x8 with the same sub-task checks as Python functions over the env's
+     state, in a Python loop and in gymnasium's vector envs;
+  4. a ViT-B/32-sized image encoder (random weights) on every step's 224x224 frame: the cost of
+     asking a vision model each step. It measures cost, not reward quality.
+
+    .venv/bin/python benchmarks/throughput.py            # full run (~10 min on 2 CPU cores)
+    .venv/bin/python benchmarks/throughput.py --quick    # tiny sizes, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import envs  # noqa: E402
+from benchmarks._bench_util import (  # noqa: E402
+    RESULTS,
+    block,
+    command,
+    compile_jit,
+    fmt_rate,
+    machine,
+    rate_stats,
+    time_repeats,
+    write_json,
+)
+from car_jax.reward import CodeReward  # noqa: E402
+from car_jax.spec import RewardSpec, compile_spec  # noqa: E402
+
+TASK_ID = "MiniGrid-DoorKey-8x8"
+FARAMA_ID = "MiniGrid-DoorKey-8x8-v0"
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {
+    "fused_state_vs_env_at_4096": 0.85,
+    "fused_vs_farama_loop": 200.0,
+    "fused_vs_encoder": 10_000.0,
+}
+NOTE_ENCODER = (
+    "The image-encoder rows measure COST ONLY (random weights): what it takes to run a "
+    "ViT-B/32-sized vision model on every step's frame, not how good a reward it would give."
+)
+
+
+# --------------------------------------------------------------------------------------------
+# JAX: env alone and env + fused code reward, same rollout code
+# --------------------------------------------------------------------------------------------
+def spec_path(mode: str) -> Path:
+    """The reference spec of DoorKey-8x8 for `mode` (prompts/reference, else examples/)."""
+    ref = ROOT / "prompts" / "reference" / f"{TASK_ID}.{mode}.py"
+    if ref.exists():
+        return ref
+    return ROOT / "examples" / ("doorkey.spec" if mode == "state" else "doorkey_pixels.spec")
+
+
+def fused_env(task: Any, mode: str) -> CodeReward:
+    """`task` wrapped in CodeReward with the reference spec compiled for `mode`."""
+    spec = RewardSpec.load(spec_path(mode))
+    return CodeReward(task, compile_spec(spec, task.inputs(mode), task.constants(mode)), mode=mode)
+
+
+def make_rollout(env: Any, num_envs: int, num_steps: int):
+    """(reset, run): `run(state, key)` does `num_steps` vmapped random-action steps with auto-reset.
+
+    The reward is summed and returned so that XLA cannot drop the reward computation.
+    """
+    params = env.params
+    n_actions = env.action.n
+    v_reset = jax.vmap(env.reset, in_axes=(0, None))
+    v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def reset(key):
+        return v_reset(jax.random.split(key, num_envs), params)[1]
+
+    def run(state, key):
+        def body(carry, _):
+            state, key = carry
+            key, k_act, k_step, k_reset = jax.random.split(key, 4)
+            actions = jax.random.randint(k_act, (num_envs,), 0, n_actions)
+            _, nxt, reward, terminated, truncated, _ = v_step(
+                jax.random.split(k_step, num_envs), state, actions, params
+            )
+            done = terminated | truncated
+            fresh = v_reset(jax.random.split(k_reset, num_envs), params)[1]
+            # NOTE: auto-reset as a per-env select over the whole state pytree (both branches run).
+            state = jax.tree.map(
+                lambda r, s: jnp.where(done.reshape(done.shape + (1,) * (s.ndim - 1)), r, s),
+                fresh,
+                nxt,
+            )
+            return (state, key), reward.sum()
+
+        (state, key), rewards = jax.lax.scan(body, (state, key), None, length=num_steps)
+        return state, key, rewards.sum()
+
+    return reset, run
+
+
+def bench_jax(
+    env: Any, num_envs: int, num_steps: int, repeats: int, budget_s: float = 10.0
+) -> dict[str, Any]:
+    """Compile time and steady-state steps/s of `make_rollout(env, num_envs, num_steps)`.
+
+    Fewer repeats (at least 3) are timed when one call takes over `budget_s / repeats`.
+    """
+    reset, run = make_rollout(env, num_envs, num_steps)
+    state = block(jax.jit(reset)(jax.random.key(0)))
+    key = jax.random.key(1)
+    compiled, compile_s = compile_jit(run, state, key)
+    carry = {"state": state, "key": key}
+
+    def once():
+        carry["state"], carry["key"], total = compiled(carry["state"], carry["key"])
+        return total
+
+    t0 = time.perf_counter()
+    block(once())  # warm-up call, also sizes the number of repeats
+    warm = time.perf_counter() - t0
+    repeats = max(min(3, repeats), min(repeats, int(budget_s / max(warm, 1e-9))))
+    times = time_repeats(once, repeats, warmup=0)
+    out = rate_stats(num_envs * num_steps, times)
+    out.update(compile_s=compile_s, num_envs=num_envs, scan_steps=num_steps)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Farama MiniGrid with the same sub-task checks written in Python
+# --------------------------------------------------------------------------------------------
+def _carrying_key(env) -> bool:
+    c = env.carrying
+    return c is not None and c.type == "key" and c.color == "yellow"
+
+
+def _door_open(env) -> bool:
+    return any(
+        c is not None and c.type == "door" and c.color == "yellow" and c.is_open
+        for c in env.grid.grid
+    )
+
+
+def _reached_goal(env) -> bool:
+    cell = env.grid.get(*env.agent_pos)
+    return cell is not None and cell.type == "goal"
+
+
+PY_CHECKS = (_carrying_key, _door_open, _reached_goal)
+
+
+def python_reward_wrapper():
+    """A gymnasium Wrapper adding one-time sub-task bonuses from Python checks (as CodeReward does)."""
+    import gymnasium as gym
+
+    class PythonCodeReward(gym.Wrapper):
+        """Evaluates every sub-task check each step, pays the current one's bonus once."""
+
+        def reset(self, **kwargs):
+            self.next_subtask = 0
+            return self.env.reset(**kwargs)
+
+        def step(self, action):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            done_now = [check(self.env.unwrapped) for check in PY_CHECKS]
+            if self.next_subtask < len(PY_CHECKS) and done_now[self.next_subtask]:
+                reward += 0.5
+                self.next_subtask += 1
+            info["subtasks_done"] = self.next_subtask
+            return obs, reward, terminated, truncated, info
+
+    return PythonCodeReward
+
+
+def make_farama_env():
+    """One Farama DoorKey-8x8 env wrapped with the Python sub-task reward."""
+    import gymnasium as gym
+    from minigrid.wrappers import ImgObsWrapper  # importing minigrid registers its ids
+
+    # NOTE: ImgObsWrapper keeps only the image observation (what a policy reads); the dict
+    # observation's mission string cannot go through the async vector env's shared memory.
+    return python_reward_wrapper()(ImgObsWrapper(gym.make(FARAMA_ID)))
+
+
+def bench_farama_loop(seconds: float, repeats: int, with_reward: bool = True) -> dict[str, Any]:
+    """Steps/s of one Farama env stepped in a Python loop with random actions and auto-reset."""
+    import gymnasium as gym
+    from minigrid.wrappers import ImgObsWrapper
+
+    env = make_farama_env() if with_reward else ImgObsWrapper(gym.make(FARAMA_ID))
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    n_actions = int(env.action_space.n)
+    times, steps = [], 0
+    rates = []
+    for _ in range(repeats):
+        steps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for _ in range(200):
+                _, _, term, trunc, _ = env.step(int(rng.integers(n_actions)))
+                if term or trunc:
+                    env.reset()
+            steps += 200
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        rates.append(steps / dt)
+    env.close()
+    return _rates_summary(rates, num_envs=1)
+
+
+def bench_farama_vector(num_envs: int, kind: str, seconds: float, repeats: int) -> dict[str, Any]:
+    """Steps/s of gymnasium's SyncVectorEnv/AsyncVectorEnv over Farama envs with the Python reward."""
+    import gymnasium as gym
+
+    cls = gym.vector.SyncVectorEnv if kind == "sync" else gym.vector.AsyncVectorEnv
+    # NOTE: "spawn", not fork: forking a process that runs JAX's threads can deadlock.
+    extra = {} if kind == "sync" else {"context": "spawn"}
+    venv = cls([make_farama_env for _ in range(num_envs)], **extra)  # autoreset is built in
+    venv.reset(seed=0)
+    rng = np.random.default_rng(0)
+    n_actions = int(venv.single_action_space.n)
+    rates = []
+    for _ in range(repeats):
+        steps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for _ in range(20):
+                venv.step(rng.integers(n_actions, size=num_envs))
+            steps += 20 * num_envs
+        rates.append(steps / (time.perf_counter() - t0))
+    venv.close()
+    return _rates_summary(rates, num_envs=num_envs, vector=kind)
+
+
+def _rates_summary(rates: list[float], **extra: Any) -> dict[str, Any]:
+    rates = sorted(rates)
+    med = statistics.median(rates)
+    return {
+        "median": med,
+        "min": rates[0],
+        "max": rates[-1],
+        "spread": (rates[-1] - rates[0]) / med,
+        **extra,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# ViT-B/32-sized image encoder, random weights
+# --------------------------------------------------------------------------------------------
+def vit_b32(patch: int = 32, width: int = 768, layers: int = 12, heads: int = 12, mlp: int = 3072):
+    """A flax ViT image tower with CLIP ViT-B/32's layer sizes (pre-LN blocks, class token)."""
+    import flax.linen as nn
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            y = nn.LayerNorm()(x)
+            x = x + nn.MultiHeadDotProductAttention(num_heads=heads)(y, y)
+            y = nn.LayerNorm()(x)
+            y = nn.Dense(mlp)(y)
+            return x + nn.Dense(width)(nn.gelu(y))
+
+    class ViT(nn.Module):
+        @nn.compact
+        def __call__(self, images):  # [B, 224, 224, 3] float32
+            x = nn.Conv(width, (patch, patch), strides=(patch, patch), use_bias=False)(images)
+            b = x.shape[0]
+            x = x.reshape(b, -1, width)
+            cls = self.param("cls", nn.initializers.normal(0.02), (1, 1, width))
+            x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, width)), x], axis=1)
+            x = x + self.param("pos", nn.initializers.normal(0.02), (1, x.shape[1], width))
+            x = nn.LayerNorm()(x)
+            for _ in range(layers):
+                x = Block()(x)
+            return nn.Dense(512, use_bias=False)(nn.LayerNorm()(x[:, 0]))  # image embedding
+
+    return ViT()
+
+
+def bench_encoder(batch: int, repeats: int, size: int = 224) -> dict[str, Any]:
+    """Images/s of the ViT-B/32-sized encoder on 224x224 frames (= steps/s if queried every step)."""
+    model = vit_b32()
+    images = jax.random.uniform(jax.random.key(0), (batch, size, size, 3), jnp.float32)
+    params = jax.jit(model.init)(jax.random.key(1), images)
+    compiled, compile_s = compile_jit(model.apply, params, images)
+    times = time_repeats(lambda: compiled(params, images), repeats, warmup=1)
+    out = rate_stats(batch, times)
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    out.update(compile_s=compile_s, batch=batch, image_size=size, params=n_params)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+def scan_length(num_envs: int, target: int, lo: int, hi: int) -> int:
+    """Steps per compiled call so that each timed call does about `target` env steps."""
+    return int(min(hi, max(lo, target // num_envs)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, write the JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--envs", type=int, nargs="+", default=[1, 16, 256, 4096, 16384], help="parallel env counts"
+    )
+    ap.add_argument("--modes", nargs="+", default=["state", "pixels"], choices=["state", "pixels"])
+    ap.add_argument(
+        "--repeats", type=int, default=5, help="timed repeats per point (median reported)"
+    )
+    ap.add_argument("--target-steps", type=int, default=2**19, help="env steps per timed call")
+    ap.add_argument("--farama-seconds", type=float, default=2.0, help="seconds per Farama repeat")
+    ap.add_argument(
+        "--farama-vector", type=int, default=16, help="envs in the gymnasium vector env (0: skip)"
+    )
+    ap.add_argument("--encoder-batch", type=int, default=8, help="images per encoder call")
+    ap.add_argument("--no-farama", action="store_true", help="skip the Farama MiniGrid part")
+    ap.add_argument("--no-encoder", action="store_true", help="skip the image-encoder part")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run (seconds)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
+    ap.add_argument(
+        "--note",
+        default="",
+        help="free text stored in the JSON (e.g. 'CPU shared with other jobs')",
+    )
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.envs = [n for n in args.envs if n <= 16] or [1, 16]
+        args.repeats, args.target_steps = 2, 256
+        args.farama_seconds, args.farama_vector, args.encoder_batch = 0.2, 2, 1
+
+    task = envs.make(TASK_ID)
+    variants: dict[str, Any] = {"env": task}
+    for mode in args.modes:
+        variants[f"fused_{mode}"] = fused_env(task, mode)
+
+    lo, hi = (8, 64) if args.quick else (32, 2000)
+    jax_rows: list[dict[str, Any]] = []
+    for n in args.envs:
+        row: dict[str, Any] = {"num_envs": n}
+        for name, env in variants.items():
+            # pixels mode is ~10x slower: a smaller call keeps its repeats affordable
+            target = args.target_steps // (8 if name == "fused_pixels" else 1)
+            t = scan_length(n, target, lo // (4 if name == "fused_pixels" else 1), hi)
+            r = bench_jax(env, n, t, args.repeats)
+            row[name] = r
+            print(
+                f"  {name:14s} envs={n:6d}  {fmt_rate(r['median']):>8s} steps/s  compile {r['compile_s']:.1f}s",
+                flush=True,
+            )
+        for mode in args.modes:
+            row[f"fused_{mode}"]["ratio_to_env"] = (
+                row[f"fused_{mode}"]["median"] / row["env"]["median"]
+            )
+        jax_rows.append(row)
+
+    farama: dict[str, Any] = {}
+    if not args.no_farama:
+        farama["loop"] = bench_farama_loop(args.farama_seconds, args.repeats)
+        farama["loop_no_reward"] = bench_farama_loop(
+            args.farama_seconds, args.repeats, with_reward=False
+        )
+        if args.farama_vector:
+            farama["sync_vector"] = bench_farama_vector(
+                args.farama_vector, "sync", args.farama_seconds, args.repeats
+            )
+            farama["async_vector_2"] = bench_farama_vector(
+                2, "async", args.farama_seconds, args.repeats
+            )
+        for k, v in farama.items():
+            print(f"  farama {k:16s} {fmt_rate(v['median']):>8s} steps/s", flush=True)
+
+    encoder: dict[str, Any] = {}
+    if not args.no_encoder:
+        encoder = bench_encoder(
+            args.encoder_batch, max(2, args.repeats // 2 + 1) if not args.quick else 1
+        )
+        print(
+            f"  encoder ViT-B/32  {fmt_rate(encoder['median']):>8s} images/s  compile {encoder['compile_s']:.1f}s"
+        )
+
+    # ratios of the fused reward to the alternatives, at every size
+    best_farama = max(
+        (v["median"] for k, v in farama.items() if k != "loop_no_reward"), default=None
+    )
+    for row in jax_rows:
+        for mode in args.modes:
+            r = row[f"fused_{mode}"]
+            if farama:
+                r["ratio_to_farama_loop"] = r["median"] / farama["loop"]["median"]
+                r["ratio_to_farama_best"] = r["median"] / best_farama
+            if encoder:
+                r["ratio_to_encoder"] = r["median"] / encoder["median"]
+
+    targets = check_targets(jax_rows, farama, encoder)
+    payload = {
+        "benchmark": "throughput",
+        "task": TASK_ID,
+        "command": command(),
+        "quick": args.quick,
+        "note": args.note,
+        "machine": machine(),
+        "specs": {m: str(spec_path(m).relative_to(ROOT)) for m in args.modes},
+        "method": (
+            "JAX rows: jit(scan(vmap(step))) with random actions and auto-reset by a per-env select "
+            "over the state pytree; the scan returns the summed reward so nothing is dropped. "
+            "Compile time (trace+XLA) is reported apart; steady-state times are blocked until ready, "
+            "one warm-up call, then `repeats` timed calls; median and spread=(max-min)/median. "
+            "Farama rows: gymnasium MiniGrid with the same three sub-task checks in Python, random "
+            "actions, time-boxed repeats. " + NOTE_ENCODER
+        ),
+        "jax": jax_rows,
+        "farama": farama,
+        "encoder": encoder,
+        "targets": targets,
+    }
+    print_table(payload, args.modes)
+    path = write_json(args.out, payload)
+    print(f"\nwrote {path}")
+    return 0
+
+
+def check_targets(rows: list[dict[str, Any]], farama: dict, encoder: dict) -> dict[str, Any]:
+    """The three stated targets, measured at 4096 envs (or the largest size run)."""
+    if not rows or "fused_state" not in rows[0]:
+        return {}
+    at = next((r for r in rows if r["num_envs"] == 4096), rows[-1])
+    fused = at["fused_state"]
+    out: dict[str, Any] = {"at_num_envs": at["num_envs"]}
+    out["fused_state_vs_env"] = {
+        "value": fused["ratio_to_env"],
+        "target": TARGETS["fused_state_vs_env_at_4096"],
+    }
+    if farama:
+        out["fused_state_vs_farama_loop"] = {
+            "value": fused["ratio_to_farama_loop"],
+            "target": TARGETS["fused_vs_farama_loop"],
+        }
+    if encoder:
+        out["fused_state_vs_encoder"] = {
+            "value": fused["ratio_to_encoder"],
+            "target": TARGETS["fused_vs_encoder"],
+        }
+    for v in out.values():
+        if isinstance(v, dict):
+            v["met"] = bool(v["value"] >= v["target"])
+    return out
+
+
+def print_table(payload: dict[str, Any], modes: list[str]) -> None:
+    """A plain-text table of the run."""
+    m = payload["machine"]
+    print(
+        f"\n{payload['task']} on {m['cpu_model']} ({m['cpu_cores']} cores), jax {m['jax_version']} {m['backend']}"
+    )
+    head = f"{'envs':>6} | {'env alone':>10}"
+    for mode in modes:
+        head += f" | {'+code ' + mode:>14} {'ratio':>6}"
+    print(head)
+    print("-" * len(head))
+    for row in payload["jax"]:
+        line = f"{row['num_envs']:>6} | {fmt_rate(row['env']['median']):>10}"
+        for mode in modes:
+            r = row[f"fused_{mode}"]
+            line += f" | {fmt_rate(r['median']):>14} {r['ratio_to_env']:>6.2f}"
+        print(line)
+    for k, v in payload["farama"].items():
+        print(f"Farama MiniGrid {k} (n={v['num_envs']}): {fmt_rate(v['median'])} steps/s")
+    if payload["encoder"]:
+        print(f"ViT-B/32-sized encoder per step: {fmt_rate(payload['encoder']['median'])} images/s")
+        print(NOTE_ENCODER)
+    for name, t in payload["targets"].items():
+        if isinstance(t, dict):
+            verdict = "met" if t["met"] else "MISSED"
+            print(
+                f"target {name} at {payload['targets']['at_num_envs']} envs: {t['value']:.3g} (>= {t['target']:g}) {verdict}"
+            )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
