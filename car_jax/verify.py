@@ -166,8 +166,12 @@ def _nan_to_none(x):
     return x
 
 
-def _completion_fn(compiled):
-    """jit(vmap(vmap(completion))) -> the reduced figures, all on device in one call."""
+def completion_figures(compiled):
+    """A jitted `(inputs, valid, min_steps) -> (completed [N,K], first step [N,K], at start [N,K])`.
+
+    All programs on all steps of all trajectories in one `vmap(vmap(...))` call, reduced on
+    device (the per-step matrix never leaves it). `min_steps` is static.
+    """
 
     def figures(inputs: dict[str, jax.Array], valid: jax.Array, min_steps: int):
         # NOTE: min_steps is static (it is part of the jit cache key below).
@@ -221,7 +225,7 @@ def verify_spec(
             spec_or_compiled, task.inputs(expert.mode), task.constants(expert.mode)
         )
     spec = compiled.spec
-    figures = _completion_fn(compiled)
+    figures = completion_figures(compiled)
     e_done, e_first, e_start = (
         np.asarray(a) for a in figures(expert.inputs, expert.valid, criteria.min_steps)
     )
@@ -382,6 +386,12 @@ def collect_verification_rollouts(
             raise UserError(
                 f"task {task.id!r} has no scripted expert: pass expert trajectories from a file"
             )
+        if horizon is None and mode != "state" and "state" in task.modes:
+            # NOTE: rollouts depend only on the key, not on the mode recorded: a cheap pass in
+            # state mode finds the longest expert episode, so large pixel frames are recorded
+            # for that many steps only, not for the whole time limit.
+            probe = collect_rollouts(task, "expert", k_e, n, None, mode="state")
+            horizon = min(task.max_steps + 1, int(np.asarray(probe.valid).sum(axis=1).max()) + 1)
         expert = collect_rollouts(task, "expert", k_e, n, horizon, mode=mode)
     if random_horizon is None:
         random_horizon = max(1, int(np.asarray(expert.valid).sum(axis=1).max()))
