@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -47,9 +48,12 @@ def machine() -> dict[str, Any]:
     }
 
 
-def command() -> str:
-    """The exact command line that produced the run."""
-    return shlex.join([Path(sys.executable).name, *sys.argv])
+def command(script: str, argv: list[str] | None = None) -> str:
+    """The exact command line that produced the run (`argv` defaults to the process's arguments)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    with contextlib.suppress(ValueError):
+        script = str(Path(script).resolve().relative_to(Path.cwd()))
+    return shlex.join([f".venv/bin/{Path(sys.executable).name}", script, *args])
 
 
 def block(tree: Any) -> Any:

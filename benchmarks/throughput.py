@@ -80,7 +80,6 @@ def make_rollout(env: Any, num_envs: int, num_steps: int):
     The reward is summed and returned so that XLA cannot drop the reward computation.
     """
     params = env.params
-    n_actions = env.action.n
     v_reset = jax.vmap(env.reset, in_axes=(0, None))
     v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
@@ -91,7 +90,7 @@ def make_rollout(env: Any, num_envs: int, num_steps: int):
         def body(carry, _):
             state, key = carry
             key, k_act, k_step, k_reset = jax.random.split(key, 4)
-            actions = jax.random.randint(k_act, (num_envs,), 0, n_actions)
+            actions = env.action.sample(k_act, (num_envs,))
             _, nxt, reward, terminated, truncated, _ = v_step(
                 jax.random.split(k_step, num_envs), state, actions, params
             )
@@ -111,13 +110,8 @@ def make_rollout(env: Any, num_envs: int, num_steps: int):
     return reset, run
 
 
-def bench_jax(
-    env: Any, num_envs: int, num_steps: int, repeats: int, budget_s: float = 10.0
-) -> dict[str, Any]:
-    """Compile time and steady-state steps/s of `make_rollout(env, num_envs, num_steps)`.
-
-    Fewer repeats (at least 3) are timed when one call takes over `budget_s / repeats`.
-    """
+def prepare_jax(env: Any, num_envs: int, num_steps: int) -> dict[str, Any]:
+    """Compile `make_rollout(env, num_envs, num_steps)`; returns its timed call, compile time and work."""
     reset, run = make_rollout(env, num_envs, num_steps)
     state = block(jax.jit(reset)(jax.random.key(0)))
     key = jax.random.key(1)
@@ -128,14 +122,55 @@ def bench_jax(
         carry["state"], carry["key"], total = compiled(carry["state"], carry["key"])
         return total
 
+    return {"once": once, "compile_s": compile_s, "num_envs": num_envs, "scan_steps": num_steps}
+
+
+def bench_interleaved(
+    preps: dict[str, dict[str, Any]], repeats: int, budget_s: float = 20.0
+) -> dict[str, Any]:
+    """Time prepared variants in interleaved rounds (A B C, A B C, ...) so that they share the
+    machine's load; per-variant rate stats plus per-round times for paired ratios.
+
+    Fewer rounds (at least 3) are run when one round takes over `budget_s / repeats`.
+    """
     t0 = time.perf_counter()
-    block(once())  # warm-up call, also sizes the number of repeats
+    for p in preps.values():
+        block(p["once"]())  # warm-up call
     warm = time.perf_counter() - t0
-    repeats = max(min(3, repeats), min(repeats, int(budget_s / max(warm, 1e-9))))
-    times = time_repeats(once, repeats, warmup=0)
-    out = rate_stats(num_envs * num_steps, times)
-    out.update(compile_s=compile_s, num_envs=num_envs, scan_steps=num_steps)
+    rounds = max(min(3, repeats), min(repeats, int(budget_s / max(warm, 1e-9))))
+    times: dict[str, list[float]] = {name: [] for name in preps}
+    for _ in range(rounds):
+        for name, p in preps.items():
+            t = time.perf_counter()
+            block(p["once"]())
+            times[name].append(time.perf_counter() - t)
+    out = {}
+    for name, p in preps.items():
+        r = rate_stats(p["num_envs"] * p["scan_steps"], times[name])
+        r.update(
+            compile_s=p["compile_s"],
+            num_envs=p["num_envs"],
+            scan_steps=p["scan_steps"],
+            times_s=times[name],
+        )
+        out[name] = r
     return out
+
+
+def paired_ratio(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """Rate ratio a/b per interleaved round: median, min, max."""
+    work_a, work_b = a["num_envs"] * a["scan_steps"], b["num_envs"] * b["scan_steps"]
+    ratios = sorted(
+        (work_a / ta) / (work_b / tb) for ta, tb in zip(a["times_s"], b["times_s"], strict=True)
+    )
+    return {"median": statistics.median(ratios), "min": ratios[0], "max": ratios[-1]}
+
+
+def bench_jax(
+    env: Any, num_envs: int, num_steps: int, repeats: int, budget_s: float = 10.0
+) -> dict[str, Any]:
+    """Compile time and steady-state steps/s of `make_rollout(env, num_envs, num_steps)` alone."""
+    return bench_interleaved({"x": prepare_jax(env, num_envs, num_steps)}, repeats, budget_s)["x"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,20 +382,23 @@ def main(argv: list[str] | None = None) -> int:
     jax_rows: list[dict[str, Any]] = []
     for n in args.envs:
         row: dict[str, Any] = {"num_envs": n}
+        preps = {}
         for name, env in variants.items():
             # pixels mode is ~10x slower: a smaller call keeps its repeats affordable
             target = args.target_steps // (8 if name == "fused_pixels" else 1)
             t = scan_length(n, target, lo // (4 if name == "fused_pixels" else 1), hi)
-            r = bench_jax(env, n, t, args.repeats)
-            row[name] = r
+            preps[name] = prepare_jax(env, n, t)
+        row.update(bench_interleaved(preps, args.repeats))
+        for name in variants:
+            r = row[name]
             print(
                 f"  {name:14s} envs={n:6d}  {fmt_rate(r['median']):>8s} steps/s  compile {r['compile_s']:.1f}s",
                 flush=True,
             )
         for mode in args.modes:
-            row[f"fused_{mode}"]["ratio_to_env"] = (
-                row[f"fused_{mode}"]["median"] / row["env"]["median"]
-            )
+            pr = paired_ratio(row[f"fused_{mode}"], row["env"])
+            row[f"fused_{mode}"]["ratio_to_env"] = pr["median"]
+            row[f"fused_{mode}"]["ratio_to_env_range"] = [pr["min"], pr["max"]]
         jax_rows.append(row)
 
     farama: dict[str, Any] = {}
@@ -405,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "benchmark": "throughput",
         "task": TASK_ID,
-        "command": command(),
+        "command": command(__file__, argv),
         "quick": args.quick,
         "note": args.note,
         "machine": machine(),
@@ -414,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
             "JAX rows: jit(scan(vmap(step))) with random actions and auto-reset by a per-env select "
             "over the state pytree; the scan returns the summed reward so nothing is dropped. "
             "Compile time (trace+XLA) is reported apart; steady-state times are blocked until ready, "
-            "one warm-up call, then `repeats` timed calls; median and spread=(max-min)/median. "
+            "one warm-up call each, then `repeats` rounds timing env, fused state and fused pixels "
+            "in turn (interleaved, so they share the machine's load); median and "
+            "spread=(max-min)/median; ratio_to_env is the median of per-round ratios. "
             "Farama rows: gymnasium MiniGrid with the same three sub-task checks in Python, random "
             "actions, time-boxed repeats. " + NOTE_ENCODER
         ),

@@ -1,0 +1,79 @@
+"""The benchmark scripts run end to end on tiny sizes and write valid JSON (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("minigrid")
+
+from benchmarks import scaling, throughput  # noqa: E402
+
+
+def _finite_rates(node):
+    """Every 'median' figure in a nested JSON payload, to check they are positive numbers."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "median":
+                yield v
+            else:
+                yield from _finite_rates(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _finite_rates(v)
+
+
+def test_throughput_quick_writes_json(tmp_path):
+    out = tmp_path / "throughput.json"
+    argv = [
+        "--quick",
+        "--envs",
+        "4",
+        "--modes",
+        "state",
+        "--no-encoder",
+        "--farama-vector",
+        "0",
+        "--out",
+        str(out),
+    ]
+    assert throughput.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["machine"]["cpu_cores"] >= 1 and data["machine"]["jax_version"]
+    assert "throughput.py" in data["command"] and "--quick" in data["command"]
+    (row,) = data["jax"]
+    assert row["num_envs"] == 4
+    fused = row["fused_state"]
+    lo, hi = fused["ratio_to_env_range"]
+    assert 0 < lo <= fused["ratio_to_env"] <= hi
+    assert data["farama"]["loop"]["num_envs"] == 1
+    assert row["fused_state"]["ratio_to_farama_loop"] > 0
+    assert data["targets"]["fused_state_vs_env"]["met"] in (True, False)
+    rates = list(_finite_rates(data))
+    assert len(rates) >= 4 and all(math.isfinite(r) and r > 0 for r in rates)
+
+
+def test_scaling_quick_writes_json_and_plot(tmp_path):
+    out = tmp_path / "scaling.json"
+    assert scaling.main(["--quick", "--no-ppo", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    pts = data["tasks"]["CartPole-v1"]["points"]
+    assert [p["num_envs"] for p in pts] == [1, 8]
+    assert all(p["median"] > 0 and p["compile_s"] > 0 for p in pts)
+    assert (tmp_path / "scaling_envs.png").stat().st_size > 1000
+
+
+def test_python_checks_match_farama_episode():
+    """The Farama-side sub-task checks see the real env state: a fresh DoorKey has none done."""
+    env = throughput.make_farama_env()
+    env.reset(seed=3)
+    assert [c(env.unwrapped) for c in throughput.PY_CHECKS] == [False, False, False]
+    env.unwrapped.agent_pos = tuple(
+        (x, y)
+        for x in range(8)
+        for y in range(8)
+        if (c := env.unwrapped.grid.get(x, y)) and c.type == "goal"
+    )[0]
+    assert throughput.PY_CHECKS[2](env.unwrapped)
