@@ -1,0 +1,250 @@
+"""PPO hyperparameters: one frozen dataclass, derived values as properties, defaults per task family."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from car_jax.errors import UserError
+
+
+class PPOHyper(flax.struct.PyTreeNode):
+    """The float hyperparameters as traced scalars, so `vmap(train)` can sweep them (see `PPOConfig.hyper`)."""
+
+    lr: jax.Array
+    clip_eps: jax.Array
+    ent_coef: jax.Array
+    vf_coef: jax.Array
+    gamma: jax.Array
+    gae_lambda: jax.Array
+    max_grad_norm: jax.Array
+
+
+# Overrides of the generic defaults, per task family (see `PPOConfig.for_family`).
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Egocentric uint8 view, sparse reward: many envs, short rollouts (the DESIGN.md reference PPO).
+    "minigrid": dict(
+        num_envs=1024,
+        num_steps=64,
+        total_timesteps=2_000_000,
+        update_epochs=4,
+        num_minibatches=8,
+        lr=5e-4,
+        ent_coef=0.01,
+        hidden=(64, 64),
+        activation="tanh",
+    ),
+    # Gymnax classic control (CartPole, MountainCar, ...): PureJaxRL's usual settings.
+    "classic": dict(
+        num_envs=64,
+        num_steps=128,
+        total_timesteps=1_000_000,
+        update_epochs=4,
+        num_minibatches=4,
+        lr=2.5e-4,
+        ent_coef=0.01,
+    ),
+    # MinAtar: small CNN over bool [10, 10, C] frames.
+    "minatar": dict(
+        num_envs=128,
+        num_steps=128,
+        total_timesteps=5_000_000,
+        update_epochs=4,
+        num_minibatches=8,
+        lr=5e-4,
+        ent_coef=0.01,
+        activation="relu",
+    ),
+    # Brax locomotion: continuous actions, longer horizons, more epochs.
+    "brax": dict(
+        num_envs=512,
+        num_steps=64,
+        total_timesteps=10_000_000,
+        update_epochs=4,
+        num_minibatches=32,
+        lr=3e-4,
+        ent_coef=0.0,
+        gamma=0.99,
+        gae_lambda=0.95,
+        hidden=(256, 256),
+        activation="tanh",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyperparameters with documented defaults.
+
+    Counts, sizes and switches are static (they fix shapes and code paths). The float
+    hyperparameters also come as a traced `PPOHyper` (`config.hyper()`), which `train(key, hyper)`
+    accepts, so one compiled program can vmap over learning rates or entropy weights.
+    """
+
+    # --- batch shape (static: they fix array shapes) ---
+    num_envs: int = 256
+    """Parallel environments per seed; must be divisible by the device count (the env batch is sharded)."""
+    num_steps: int = 128
+    """Rollout length: env steps per env between two updates."""
+    total_timesteps: int = 1_000_000
+    """Env steps per seed over the whole run (rounded down to whole updates)."""
+    update_epochs: int = 4
+    """Passes over each rollout batch."""
+    num_minibatches: int = 4
+    """Minibatches per epoch; must divide num_envs * num_steps."""
+    # --- returns ---
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    bootstrap_truncation: bool = True
+    """On truncation (time limit) bootstrap from the value of the final observation; never on termination."""
+    # --- loss ---
+    clip_eps: float = 0.2
+    """PPO ratio clip (also the value clip when `clip_value`)."""
+    clip_value: bool = True
+    """Clip the value update around the rollout's value estimate."""
+    ent_coef: float = 0.01
+    """Entropy bonus weight."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    normalize_advantages: bool = True
+    """Normalise advantages per minibatch."""
+    # --- optimiser ---
+    lr: float = 2.5e-4
+    """Adam learning rate (the starting value when annealed)."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over `num_updates`."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    adam_eps: float = 1e-5
+    """Adam epsilon."""
+    # --- network ---
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden sizes of the actor and critic MLPs (separate heads, same sizes)."""
+    activation: str = "tanh"
+    """Hidden activation: tanh | relu | gelu."""
+    embed_dim: int = 16
+    """Embedding size per channel for integer grid observations."""
+    embed_vocab: int = 256
+    """Embedding table size for integer observations (values must lie in [0, embed_vocab))."""
+    cnn_channels: tuple[int, ...] = (16,)
+    """Conv layers (3x3, stride 1) of the CNN torso for image-like float/bool observations."""
+    init_log_std: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    # --- bookkeeping ---
+    family: str = field(default="", compare=True)
+    """Task family these defaults came from (informational)."""
+
+    def __post_init__(self):
+        """Refuse settings that cannot work, saying which field and why."""
+        positive = ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise UserError(f"PPOConfig.{name} must be a positive int, got {value!r}")
+        if self.batch_size % self.num_minibatches:
+            raise UserError(
+                f"PPOConfig.num_minibatches={self.num_minibatches} must divide the batch "
+                f"num_envs * num_steps = {self.batch_size}"
+            )
+        if self.num_updates < 1:
+            raise UserError(
+                f"PPOConfig.total_timesteps={self.total_timesteps} is less than one update "
+                f"(num_envs * num_steps = {self.batch_size} env steps)"
+            )
+        for name in ("gamma", "gae_lambda"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise UserError(f"PPOConfig.{name} must lie in [0, 1], got {value!r}")
+        if self.lr <= 0:
+            raise UserError(f"PPOConfig.lr must be > 0, got {self.lr!r}")
+        if self.activation not in ("tanh", "relu", "gelu"):
+            raise UserError(
+                f"PPOConfig.activation must be one of tanh, relu, gelu; got {self.activation!r}"
+            )
+        if not self.hidden or any(int(h) <= 0 for h in self.hidden):
+            raise UserError(f"PPOConfig.hidden must be positive layer sizes, got {self.hidden!r}")
+
+    # --- derived values -----------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        """Transitions per update: num_envs * num_steps."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        """Transitions per minibatch."""
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        """Updates per seed: total_timesteps // batch_size."""
+        return self.total_timesteps // self.batch_size
+
+    @property
+    def env_steps_per_update(self) -> int:
+        """Env steps per update and seed (= batch_size)."""
+        return self.batch_size
+
+    def hyper(self, **overrides: float) -> PPOHyper:
+        """The float hyperparameters as a traced pytree (float32 scalars), with optional overrides."""
+        values = {
+            name: overrides.pop(name, getattr(self, name)) for name in PPOHyper.__dataclass_fields__
+        }
+        if overrides:
+            raise UserError(
+                f"unknown PPOHyper field(s) {', '.join(sorted(overrides))}; "
+                f"known: {', '.join(PPOHyper.__dataclass_fields__)}"
+            )
+        return PPOHyper(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def for_family(cls, family: str, **overrides: Any) -> PPOConfig:
+        """Defaults for a task family ("minigrid", "classic", "minatar", "brax"), then `overrides`."""
+        if family not in FAMILY_DEFAULTS:
+            raise UserError(
+                f"no PPO defaults for task family {family!r}; known families: "
+                f"{', '.join(sorted(FAMILY_DEFAULTS))}"
+            )
+        return cls(**{**FAMILY_DEFAULTS[family], "family": family}).replace(**overrides)
+
+    def replace(self, **overrides: Any) -> PPOConfig:
+        """A copy with some fields changed; unknown field names are refused."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise UserError(
+                f"unknown PPOConfig field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+            )
+        if "hidden" in overrides:
+            overrides["hidden"] = tuple(int(h) for h in overrides["hidden"])
+        if "cnn_channels" in overrides:
+            overrides["cnn_channels"] = tuple(int(h) for h in overrides["cnn_channels"])
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of the fields (derived values included under their names)."""
+        out = dataclasses.asdict(self)
+        out.update(
+            batch_size=self.batch_size,
+            minibatch_size=self.minibatch_size,
+            num_updates=self.num_updates,
+        )
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PPOConfig:
+        """Inverse of `to_dict` (derived values are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        for k in ("hidden", "cnn_channels"):
+            if k in kwargs:
+                kwargs[k] = tuple(kwargs[k])
+        return cls(**kwargs)

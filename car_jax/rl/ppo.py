@@ -1,0 +1,419 @@
+"""End-to-end jitted PPO: rollout, GAE and clipped updates in one compiled function.
+
+`make_train(config, env)(key)` trains one seed; `jax.jit(jax.vmap(train))(keys)` trains many in one
+program. The env batch of each seed is sharded over all `jax.devices()` (a 1-D mesh named "envs"),
+one code path for 1 or many devices. `PPOTrainer` exposes the pieces (`init`, `run` for a chunk of
+updates, `act`) for host loops such as `car_jax.rl.driver.train_run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from car_jax.errors import UserError
+from car_jax.rl import losses, networks
+from car_jax.rl.config import PPOConfig, PPOHyper
+
+ENV_AXIS = "envs"
+
+
+class Transition(flax.struct.PyTreeNode):
+    """One rollout step for the whole env batch (leaves [N, ...]; [T, N, ...] after the scan)."""
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    done: jax.Array
+    final_obs: jax.Array  # observation after the step, before auto-reset (truncation bootstrap)
+    episode_return: jax.Array  # return of the episode so far, including this step
+    episode_length: jax.Array
+    info: dict[str, jax.Array]  # logged info entries ("success", "subtask_done", scalars)
+
+
+class EpisodeStats(flax.struct.PyTreeNode):
+    """Running return and length of each env's current episode."""
+
+    returns: jax.Array  # [N] float32
+    lengths: jax.Array  # [N] int32
+
+
+class RunnerState(flax.struct.PyTreeNode):
+    """Everything one seed's training carries from update to update (and into a checkpoint)."""
+
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array
+    episode: EpisodeStats
+    key: jax.Array
+    update: jax.Array  # int32 scalar: updates done so far
+    hyper: PPOHyper
+
+
+class TrainOutput(flax.struct.PyTreeNode):
+    """Result of `train(key)`: final network params and per-update metrics ([num_updates, ...])."""
+
+    params: Any
+    metrics: dict[str, jax.Array]
+
+
+def env_mesh() -> Mesh:
+    """A 1-D mesh over all devices, axis name "envs" (the env batch is split along it)."""
+    return Mesh(np.asarray(jax.devices()), (ENV_AXIS,))
+
+
+class PPOTrainer:
+    """PPO for one env and config; `train(key)` is pure and jittable, `run` does a chunk of updates."""
+
+    def __init__(
+        self,
+        config: PPOConfig,
+        env: Any,
+        network: nn.Module | Callable[[PPOConfig, Any], nn.Module] | None = None,
+        progress_fn: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+        progress_every: int = 1,
+    ):
+        for attr in ("reset", "step", "params", "action", "obs_shape", "obs_dtype"):
+            if not hasattr(env, attr):
+                raise UserError(
+                    f"PPO needs an env with the Task interface; {type(env).__name__} has no "
+                    f"attribute {attr!r}"
+                )
+        if progress_every < 1:
+            raise UserError(f"progress_every must be >= 1, got {progress_every}")
+        self.config = config
+        self.env = env
+        self.action_kind = env.action.kind
+        if network is None:
+            network = networks.make_network(config, env)
+        elif not isinstance(network, nn.Module):
+            network = network(config, env)  # a factory (config, env) -> Module
+        self.network = network
+        self.progress_fn = progress_fn
+        self.progress_every = int(progress_every)
+        self.mesh = env_mesh()
+        n_dev = self.mesh.devices.size
+        if config.num_envs % n_dev:
+            raise UserError(
+                f"PPOConfig.num_envs={config.num_envs} must be divisible by the number of devices "
+                f"({n_dev}), since the env batch is sharded over them"
+            )
+        self._info_keys = self._loggable_info()
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _loggable_info(self) -> dict[str, tuple[int, ...]]:
+        """Info entries to log, found by tracing one env step: success, subtask_done, scalars."""
+        env = self.env
+
+        def one_step(key):
+            obs, state = env.reset(key, env.params)
+            action = jnp.zeros((env.action.dim,), jnp.float32)
+            if self.action_kind == "discrete":
+                action = jnp.zeros((), jnp.int32)
+            return env.step(key, state, action, env.params)
+
+        out = jax.eval_shape(one_step, jax.random.key(0))
+        obs, info = out[0], out[5]
+        if tuple(obs.shape) != tuple(env.obs_shape):
+            raise UserError(
+                f"env observation shape {tuple(obs.shape)} differs from its declared obs_shape "
+                f"{tuple(env.obs_shape)}"
+            )
+        keep = {}
+        for name, leaf in (info or {}).items():
+            if not hasattr(leaf, "shape"):
+                continue
+            if name == "subtask_done" and leaf.ndim == 1:
+                keep[name] = tuple(leaf.shape)
+            elif leaf.ndim == 0:
+                keep[name] = ()
+        return keep
+
+    def _shard(self, tree: Any, axis: int = 0) -> Any:
+        """Constrain every leaf's env axis (`axis`) to be split over the device mesh."""
+        spec = PartitionSpec(*([None] * axis), ENV_AXIS)
+        sharding = NamedSharding(self.mesh, spec)
+        # NOTE: under vmap over seeds the seed axis is added unsharded by JAX's batching rule.
+        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+
+    def _optimizer(self, hyper: PPOHyper) -> optax.GradientTransformation:
+        # NOTE: the learning rate is applied by hand in `_update_minibatch` so it can be traced
+        # and annealed from the runner's update count; the state layout does not depend on hyper.
+        return optax.chain(
+            optax.clip_by_global_norm(hyper.max_grad_norm),
+            optax.scale_by_adam(eps=self.config.adam_eps),
+        )
+
+    def _apply(self, params: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
+        return self.network.apply(params, obs)
+
+    def _env_action(self, action: jax.Array) -> jax.Array:
+        if self.action_kind == "continuous":
+            return jnp.clip(action, self.env.action.low, self.env.action.high)
+        return action
+
+    def act(self, params: Any, obs: jax.Array, key: jax.Array, greedy: bool = False) -> jax.Array:
+        """Actions for a batch of observations [B, ...] (sampled, or the mode when `greedy`)."""
+        pi, _ = self._apply(params, obs)
+        if greedy:
+            action = networks.greedy_action(self.action_kind, pi)
+        else:
+            action = networks.sample_action(self.action_kind, pi, key)
+        return self._env_action(action)
+
+    # --- init ---------------------------------------------------------------------------------
+    def init(self, key: jax.Array, hyper: PPOHyper | None = None) -> RunnerState:
+        """Fresh runner state: network params, optimiser state, reset envs."""
+        cfg, env = self.config, self.env
+        hyper = cfg.hyper() if hyper is None else hyper
+        key, k_net, k_reset = jax.random.split(key, 3)
+        dummy = jnp.zeros((1, *env.obs_shape), jnp.dtype(env.obs_dtype))
+        params = self.network.init(k_net, dummy)
+        opt_state = self._optimizer(hyper).init(params)
+        reset_keys = jax.random.split(k_reset, cfg.num_envs)
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, env.params)
+        episode = EpisodeStats(
+            returns=jnp.zeros((cfg.num_envs,), jnp.float32),
+            lengths=jnp.zeros((cfg.num_envs,), jnp.int32),
+        )
+        env_state, obs, episode = self._shard((env_state, obs, episode))
+        return RunnerState(
+            params=params,
+            opt_state=opt_state,
+            env_state=env_state,
+            obs=obs,
+            episode=episode,
+            key=key,
+            update=jnp.zeros((), jnp.int32),
+            hyper=hyper,
+        )
+
+    # --- one update ---------------------------------------------------------------------------
+    def update(self, runner: RunnerState) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """Collect one rollout, compute advantages, run the PPO epochs; returns metrics too."""
+        cfg, env = self.config, self.env
+        hyper = runner.hyper
+
+        # COLLECT TRAJECTORIES
+        def env_step(carry, _):
+            env_state, obs, episode, key = carry
+            key, k_act, k_step, k_reset = jax.random.split(key, 4)
+            pi, value = self._apply(runner.params, obs)
+            action = networks.sample_action(self.action_kind, pi, k_act)
+            log_prob = networks.log_prob(self.action_kind, pi, action)
+            step_keys = jax.random.split(k_step, cfg.num_envs)
+            next_obs, next_state, reward, terminated, truncated, info = jax.vmap(
+                env.step, in_axes=(0, 0, 0, None)
+            )(step_keys, env_state, self._env_action(action), env.params)
+            reward = reward.astype(jnp.float32)
+            done = jnp.logical_or(terminated, truncated)
+
+            # Auto-reset finished envs (the transition keeps the pre-reset observation).
+            reset_keys = jax.random.split(k_reset, cfg.num_envs)
+            reset_obs, reset_state = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, env.params)
+            env_state = jax.tree.map(lambda r, s: _where_env(done, r, s), reset_state, next_state)
+            new_obs = _where_env(done, reset_obs, next_obs)
+
+            ep_return = episode.returns + reward
+            ep_length = episode.lengths + 1
+            episode = EpisodeStats(
+                returns=jnp.where(done, 0.0, ep_return), lengths=jnp.where(done, 0, ep_length)
+            )
+            transition = Transition(
+                obs=obs,
+                action=action,
+                log_prob=log_prob,
+                value=value,
+                reward=reward,
+                terminated=terminated,
+                done=done,
+                final_obs=next_obs,
+                episode_return=ep_return,
+                episode_length=ep_length,
+                info={k: info[k] for k in self._info_keys},
+            )
+            env_state, new_obs, episode = self._shard((env_state, new_obs, episode))
+            return (env_state, new_obs, episode, key), transition
+
+        key, k_roll = jax.random.split(runner.key)
+        (env_state, obs, episode, _), traj = jax.lax.scan(
+            env_step,
+            (runner.env_state, runner.obs, runner.episode, k_roll),
+            None,
+            length=cfg.num_steps,
+        )
+        traj = self._shard(traj, axis=1)
+
+        # CALCULATE ADVANTAGE
+        if cfg.bootstrap_truncation:
+            # V(s_{t+1}) before auto-reset: the bootstrap on truncation, = values[t+1] otherwise.
+            flat_final = traj.final_obs.reshape((cfg.batch_size, *env.obs_shape))
+            _, next_values = self._apply(runner.params, flat_final)
+            next_values = next_values.reshape(cfg.num_steps, cfg.num_envs)
+            terminated = traj.terminated
+        else:
+            # Truncation treated as termination; next value from the following step.
+            _, last_value = self._apply(runner.params, obs)
+            next_values = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
+            terminated = traj.done
+        advantages, targets = losses.compute_gae(
+            traj.reward,
+            traj.value,
+            next_values,
+            terminated,
+            traj.done,
+            hyper.gamma,
+            hyper.gae_lambda,
+        )
+
+        # UPDATE NETWORK
+        frac = 1.0
+        if cfg.anneal_lr:
+            frac = 1.0 - runner.update.astype(jnp.float32) / cfg.num_updates
+        lr = hyper.lr * frac
+        optimizer = self._optimizer(hyper)
+
+        def update_minibatch(carry, minibatch):
+            params, opt_state = carry
+            batch, adv, tgt = minibatch
+            grads, parts = jax.grad(losses.ppo_loss, has_aux=True)(
+                params,
+                self._apply,
+                self.action_kind,
+                batch,
+                adv,
+                tgt,
+                hyper,
+                cfg.clip_value,
+                cfg.normalize_advantages,
+            )
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+            return (params, opt_state), parts
+
+        def update_epoch(carry, _):
+            params, opt_state, key = carry
+            key, k_perm = jax.random.split(key)
+            perm = jax.random.permutation(k_perm, cfg.batch_size)
+            data = (traj.replace(info={}), advantages, targets)
+            # NOTE: [T, N, ...] -> [T * N, ...] -> shuffled -> [num_minibatches, minibatch, ...].
+            data = jax.tree.map(
+                lambda x: jnp.take(x.reshape((cfg.batch_size, *x.shape[2:])), perm, axis=0).reshape(
+                    (cfg.num_minibatches, cfg.minibatch_size, *x.shape[2:])
+                ),
+                data,
+            )
+            (params, opt_state), parts = jax.lax.scan(update_minibatch, (params, opt_state), data)
+            return (params, opt_state, key), parts
+
+        key, k_epochs = jax.random.split(key)
+        (params, opt_state, _), parts = jax.lax.scan(
+            update_epoch,
+            (runner.params, runner.opt_state, k_epochs),
+            None,
+            length=cfg.update_epochs,
+        )
+
+        runner = runner.replace(
+            params=params,
+            opt_state=opt_state,
+            env_state=env_state,
+            obs=obs,
+            episode=episode,
+            key=key,
+            update=runner.update + 1,
+        )
+        metrics = {k: v.mean() for k, v in parts.items()}
+        metrics.update(self._episode_metrics(traj))
+        metrics["lr"] = lr
+        metrics["update"] = runner.update
+        metrics["env_steps"] = runner.update.astype(jnp.float32) * cfg.batch_size
+        return runner, metrics
+
+    def _episode_metrics(self, traj: Transition) -> dict[str, jax.Array]:
+        """Means over the episodes that ended in this rollout (NaN when none ended)."""
+        done = traj.done.astype(jnp.float32)
+        episodes = done.sum()
+        denom = jnp.maximum(episodes, 1.0)
+
+        def at_ends(x):
+            x = x.astype(jnp.float32)
+            d = done.reshape(done.shape + (1,) * (x.ndim - 2))
+            mean = (x * d).sum(axis=(0, 1)) / denom
+            return jnp.where(episodes > 0, mean, jnp.nan)
+
+        out = {
+            "episodes": episodes,
+            "episode_return": at_ends(traj.episode_return),
+            "episode_length": at_ends(traj.episode_length),
+        }
+        for name, shape in self._info_keys.items():
+            if name == "success":
+                out["success_rate"] = at_ends(traj.info[name])
+            elif name == "subtask_done":
+                out["subtask_rate"] = at_ends(traj.info[name])
+            elif shape == ():
+                out[f"mean_{name}"] = traj.info[name].astype(jnp.float32).mean()
+        return out
+
+    # --- many updates -------------------------------------------------------------------------
+    def run(
+        self, runner: RunnerState, num_updates: int
+    ) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """`num_updates` updates in one `lax.scan`; metrics stacked to [num_updates, ...]."""
+        # NOTE: num_updates is static (a Python int: it fixes the scan length).
+
+        def body(runner, i):
+            runner, metrics = self.update(runner)
+            if self.progress_fn is not None:
+                # NOTE: `i` comes from the scan's xs, so it stays unbatched under vmap over seeds
+                # and the cond stays a real branch (the callback fires every progress_every only).
+                jax.lax.cond(
+                    (i + 1) % self.progress_every == 0,
+                    lambda: jax.debug.callback(self._report, runner.update, metrics),
+                    lambda: None,
+                )
+            return runner, metrics
+
+        return jax.lax.scan(body, runner, jnp.arange(num_updates))
+
+    def _report(self, update: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
+        self.progress_fn(int(np.asarray(update)), {k: np.asarray(v) for k, v in metrics.items()})
+
+    def train(self, key: jax.Array, hyper: PPOHyper | None = None) -> TrainOutput:
+        """Train one seed for `config.num_updates` updates; pure, so jit/vmap it freely."""
+        runner = self.init(key, hyper)
+        runner, metrics = self.run(runner, self.config.num_updates)
+        return TrainOutput(params=runner.params, metrics=metrics)
+
+
+def _where_env(done: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+    """Per-env select: rows of `a` where `done`, else rows of `b` (done: [N], leaves [N, ...])."""
+    return jnp.where(done.reshape(done.shape + (1,) * (b.ndim - 1)), a, b)
+
+
+def make_train(
+    config: PPOConfig,
+    env: Any,
+    progress_fn: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    progress_every: int = 1,
+    network: nn.Module | Callable[[PPOConfig, Any], nn.Module] | None = None,
+) -> Callable[..., TrainOutput]:
+    """Build the pure `train(key, hyper=None) -> TrainOutput` for `env` (see `PPOTrainer.train`).
+
+    `progress_fn(update, metrics)` is called on the host every `progress_every` updates (once per
+    seed under vmap); `network` is a linen Module or a factory `(config, env) -> Module`.
+    """
+    return PPOTrainer(config, env, network, progress_fn, progress_every).train
