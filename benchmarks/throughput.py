@@ -173,6 +173,65 @@ def bench_jax(
     return bench_interleaved({"x": prepare_jax(env, num_envs, num_steps)}, repeats, budget_s)["x"]
 
 
+class WithoutReset:
+    """An env whose episodes never end (terminated/truncated forced False): no auto-reset cost."""
+
+    def __init__(self, env: Any):
+        self.env, self.params, self.action = env, env.params, env.action
+
+    def reset(self, key: jax.Array, params: Any):
+        """The wrapped env's reset."""
+        return self.env.reset(key, params)
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array, params: Any):
+        """The wrapped env's step with both done flags False."""
+        obs, nxt, reward, _, _, info = self.env.step(key, state, action, params)
+        never = jnp.zeros((), bool)
+        return obs, nxt, reward, never, never, info
+
+
+def overhead_analysis(
+    task: Any, fused: Any, num_envs: int, num_steps: int, repeats: int
+) -> dict[str, Any]:
+    """Where the state-mode rollout's time goes: auto-reset, env step, reward (observe + programs).
+
+    Times, interleaved: env with auto-reset, env without reset, fused without reset; and the
+    programs' completion (observe + all K programs) alone on a batch of states.
+    """
+    preps = {
+        "env": prepare_jax(task, num_envs, num_steps),
+        "env_no_reset": prepare_jax(WithoutReset(task), num_envs, num_steps),
+        "fused_state_no_reset": prepare_jax(WithoutReset(fused), num_envs, num_steps),
+    }
+    res = bench_interleaved(preps, repeats)
+    states = block(jax.jit(make_rollout(task, num_envs, 1)[0])(jax.random.key(0)))
+
+    def completion(batch):
+        return jax.vmap(lambda s: fused.compiled.completion(task.observe(s, fused.mode)))(batch)
+
+    compiled, compile_s = compile_jit(completion, states)
+    block(compiled(states))
+    times = time_repeats(lambda: compiled(states), max(repeats, 20), warmup=1)
+    res["completion_only"] = rate_stats(num_envs, times)
+    res["completion_only"].update(compile_s=compile_s, num_envs=num_envs)
+    r = res["fused_state_no_reset"]
+    r["ratio_to_env_no_reset"] = paired_ratio(r, res["env_no_reset"])["median"]
+    res["env_no_reset"]["ratio_to_env"] = paired_ratio(res["env_no_reset"], res["env"])["median"]
+    env_step_s = 1.0 / res["env_no_reset"]["median"]
+    res["summary"] = {
+        "auto_reset_share_of_env_time": 1.0 - res["env"]["median"] / res["env_no_reset"]["median"],
+        "reward_cost_vs_env_step": (1.0 / res["completion_only"]["median"]) / env_step_s,
+        "explanation": (
+            "env rows reset every env on every step and select per env (a fresh DoorKey layout is "
+            "drawn each step, as PPO's auto-reset does); env_no_reset is the bare step. "
+            "reward_cost_vs_env_step: time of observe + all programs per state over the bare step."
+        ),
+    }
+    for v in res.values():
+        v.pop("times_s", None)
+    return res
+
+
 # --------------------------------------------------------------------------------------------
 # Farama MiniGrid with the same sub-task checks written in Python
 # --------------------------------------------------------------------------------------------
@@ -360,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder-batch", type=int, default=8, help="images per encoder call")
     ap.add_argument("--no-farama", action="store_true", help="skip the Farama MiniGrid part")
     ap.add_argument("--no-encoder", action="store_true", help="skip the image-encoder part")
+    ap.add_argument(
+        "--no-overhead", action="store_true", help="skip the state-mode overhead analysis"
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run (seconds)")
     ap.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
     ap.add_argument(
@@ -400,6 +462,25 @@ def main(argv: list[str] | None = None) -> int:
             row[f"fused_{mode}"]["ratio_to_env"] = pr["median"]
             row[f"fused_{mode}"]["ratio_to_env_range"] = [pr["min"], pr["max"]]
         jax_rows.append(row)
+
+    overhead: dict[str, Any] = {}
+    if "fused_state" in variants and not args.no_overhead:
+        n = 4096 if 4096 in args.envs else args.envs[-1]
+        overhead = overhead_analysis(
+            task,
+            variants["fused_state"],
+            n,
+            scan_length(n, args.target_steps, lo, hi),
+            args.repeats,
+        )
+        overhead["num_envs"] = n
+        o = overhead["summary"]
+        print(
+            f"  overhead at {n} envs: bare step {fmt_rate(overhead['env_no_reset']['median'])} steps/s, "
+            f"auto-reset takes {o['auto_reset_share_of_env_time']:.0%} of env time; "
+            f"observe+programs cost {o['reward_cost_vs_env_step']:.1%} of a bare step",
+            flush=True,
+        )
 
     farama: dict[str, Any] = {}
     if not args.no_farama:
@@ -461,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         "jax": jax_rows,
         "farama": farama,
         "encoder": encoder,
+        "overhead": overhead,
         "targets": targets,
     }
     print_table(payload, args.modes)
@@ -518,6 +600,16 @@ def print_table(payload: dict[str, Any], modes: list[str]) -> None:
     if payload["encoder"]:
         print(f"ViT-B/32-sized encoder per step: {fmt_rate(payload['encoder']['median'])} images/s")
         print(NOTE_ENCODER)
+    if payload["overhead"]:
+        o = payload["overhead"]
+        print(
+            f"Overhead at {o['num_envs']} envs (state mode): env step without auto-reset "
+            f"{fmt_rate(o['env_no_reset']['median'])} steps/s, with the fused reward "
+            f"{fmt_rate(o['fused_state_no_reset']['median'])} "
+            f"(ratio {o['fused_state_no_reset']['ratio_to_env_no_reset']:.2f}); auto-reset takes "
+            f"{o['summary']['auto_reset_share_of_env_time']:.0%} of the env rows' time; observe + programs "
+            f"alone {fmt_rate(o['completion_only']['median'])} states/s"
+        )
     for name, t in payload["targets"].items():
         if isinstance(t, dict):
             verdict = "met" if t["met"] else "MISSED"

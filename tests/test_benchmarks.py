@@ -34,6 +34,7 @@ def test_throughput_quick_writes_json(tmp_path):
         "--modes",
         "state",
         "--no-encoder",
+        "--no-overhead",
         "--farama-vector",
         "0",
         "--out",
