@@ -1,0 +1,167 @@
+"""PPO learns probe tasks with known answers (discrete, continuous, grid, value, time limit)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from probe_envs import Bandit, ContinuousTarget, GridBandit, TimeLimitProbe, ValueProbe
+
+from car_jax.errors import UserError
+from car_jax.rl import networks
+from car_jax.rl.config import PPOConfig
+from car_jax.rl.ppo import PPOTrainer, make_train
+
+SMALL = PPOConfig(
+    num_envs=16,
+    num_steps=4,
+    total_timesteps=16 * 4 * 12,
+    num_minibatches=2,
+    update_epochs=4,
+    lr=1e-2,
+)
+
+
+def _probs(trainer, params, obs):
+    logits, _ = trainer.network.apply(params, obs)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def _seed(tree, i):
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+@pytest.fixture(scope="module")
+def bandit_run():
+    """Three runs in one jit(vmap(train)): two seeds with lr 1e-2 and one with lr 0."""
+    calls = []
+    trainer = PPOTrainer(
+        SMALL, Bandit(), progress_fn=lambda u, m: calls.append((u, m)), progress_every=4
+    )
+    keys = jax.random.split(jax.random.key(0), 3)
+    hypers = jax.vmap(lambda lr: SMALL.hyper(lr=lr))(jnp.array([1e-2, 1e-2, 0.0]))
+    out = jax.jit(jax.vmap(trainer.train))(keys, hypers)
+    return trainer, keys, out, calls
+
+
+def test_bandit_policy_picks_the_paying_action(bandit_run):
+    trainer, _, out, _ = bandit_run
+    for s in (0, 1):
+        p = _probs(trainer, _seed(out.params, s), jnp.zeros((1, 1)))
+        assert float(p[0, 1]) > 0.9
+    m = out.metrics
+    assert m["success_rate"].shape == (3, SMALL.num_updates)
+    assert np.all(np.asarray(m["success_rate"][:2, -1]) > 0.9)
+    np.testing.assert_array_equal(m["episode_length"], 1.0)
+    np.testing.assert_allclose(m["episode_return"], m["success_rate"])
+    # Per-sub-task rates come from info["subtask_done"] at episode ends.
+    assert m["subtask_rate"].shape == (3, SMALL.num_updates, 2)
+    np.testing.assert_allclose(m["subtask_rate"][..., 0], m["success_rate"])
+    np.testing.assert_array_equal(m["subtask_rate"][..., 1], 0.0)
+    np.testing.assert_array_equal(m["episodes"], SMALL.batch_size)
+
+
+def test_traced_lr_zero_leaves_params_at_init(bandit_run):
+    trainer, keys, out, _ = bandit_run
+    init = jax.jit(trainer.init)(keys[2]).params
+    for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(_seed(out.params, 2)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    p = _probs(trainer, _seed(out.params, 2), jnp.zeros((1, 1)))
+    assert abs(float(p[0, 1]) - 0.5) < 0.05
+
+
+def test_progress_fn_runs_at_a_stride(bandit_run):
+    _, _, _, calls = bandit_run
+    updates = sorted(u for u, _ in calls)
+    assert updates == [4, 4, 4, 8, 8, 8, 12, 12, 12]  # 3 seeds x every 4th of 12 updates
+    assert "episode_return" in calls[0][1]
+
+
+def test_value_probe_learns_state_values():
+    cfg = SMALL.replace(lr=5e-3, total_timesteps=16 * 4 * 20)
+    trainer = PPOTrainer(cfg, ValueProbe())
+    out = jax.jit(trainer.train)(jax.random.key(1))
+    _, v = trainer.network.apply(out.params, jnp.array([[1.0], [-1.0]]))
+    np.testing.assert_allclose(np.asarray(v), [1.0, -1.0], atol=0.1)
+
+
+def test_continuous_probe_finds_the_target_action():
+    cfg = PPOConfig(
+        num_envs=32,
+        num_steps=8,
+        total_timesteps=32 * 8 * 40,
+        num_minibatches=2,
+        lr=1e-2,
+        ent_coef=0.0,
+    )
+    trainer = PPOTrainer(cfg, ContinuousTarget())
+    out = jax.jit(trainer.train)(jax.random.key(2))
+    (mean, log_std), _ = trainer.network.apply(out.params, jnp.zeros((1, 1)))
+    np.testing.assert_allclose(np.asarray(mean[0]), ContinuousTarget.target, atol=0.1)
+    assert float(log_std.max()) < 0.0  # exploration shrank
+    returns = out.metrics["episode_return"]
+    assert float(returns[-1]) > -0.15 > float(returns[0])  # from about -1.3 to the noise floor
+
+
+def test_grid_observation_uses_embeddings_and_learns():
+    trainer = PPOTrainer(SMALL.replace(total_timesteps=16 * 4 * 25), GridBandit())
+    assert isinstance(trainer.network.torso, networks.GridEmbedTorso)
+    out = jax.jit(trainer.train)(jax.random.key(3))
+    keys = jax.random.split(jax.random.key(5), 12)
+    obs = jax.vmap(lambda k: GridBandit().reset(k, None)[0])(keys)
+    right = obs[:, 1, 1, 0].astype(jnp.int32) - 1
+    p = _probs(trainer, out.params, obs)
+    assert float(jnp.take_along_axis(p, right[:, None], axis=1).min()) > 0.8
+    assert float(out.metrics["success_rate"][-1]) > 0.8
+
+
+@pytest.mark.parametrize("bootstrap", [True, False])
+def test_truncation_bootstrap_gives_the_infinite_horizon_value(bootstrap):
+    """Reward 1 forever, cut by a time limit: V = 1 / (1 - gamma) = 10 only with bootstrapping."""
+    cfg = PPOConfig(
+        num_envs=16,
+        num_steps=16,
+        total_timesteps=16 * 16 * 50,
+        num_minibatches=2,
+        lr=3e-3,
+        gamma=0.9,
+        bootstrap_truncation=bootstrap,
+    )
+    trainer = PPOTrainer(cfg, TimeLimitProbe())
+    out = jax.jit(trainer.train)(jax.random.key(4))
+    _, v = trainer.network.apply(out.params, jnp.ones((1, 1)))
+    if bootstrap:
+        assert float(v[0]) == pytest.approx(10.0, abs=0.5)
+    else:
+        assert float(v[0]) < 6.0  # the average truncated return over the 8-step episode
+
+
+def test_network_factory_overrides_the_default():
+    def factory(config, env):
+        return networks.ActorCritic(networks.FlattenTorso(), "discrete", env.action.n, hidden=(8,))
+
+    trainer = PPOTrainer(SMALL, GridBandit(), network=factory)
+    params = trainer.init(jax.random.key(0)).params["params"]
+    assert "torso" not in params or not any("embed" in k for k in params["torso"])
+    assert params["actor"]["Dense_0"]["kernel"].shape == (18, 8)
+    assert make_train(SMALL, GridBandit(), network=factory) is not None
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, torso",
+    [
+        ((4,), "float32", networks.FlattenTorso),
+        ((7, 7, 2), "uint8", networks.GridEmbedTorso),
+        ((10, 10, 4), "bool", networks.CNNTorso),
+        ((10, 10, 4), "float32", networks.CNNTorso),
+    ],
+)
+def test_torso_follows_observation(shape, dtype, torso):
+    assert isinstance(networks.select_torso(SMALL, shape, dtype), torso)
+
+
+def test_env_without_the_task_interface_is_refused():
+    class NoStep:
+        reset = params = action = obs_shape = obs_dtype = None
+
+    with pytest.raises(UserError, match="has no attribute 'step'"):
+        PPOTrainer(SMALL, NoStep())
