@@ -114,7 +114,7 @@ def train_run(
         trainer = PPOTrainer(config, env, network)
     hyper = config.hyper() if hyper is None else hyper
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    init_fn = jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))
+    init_fn = trainer.batched_init()
 
     meta = {
         "env": env_name,
@@ -132,7 +132,9 @@ def train_run(
         # --- start or resume ------------------------------------------------------------------
         if resume and manager.latest_step() is not None:
             _check_resumable(meta_path, meta)
-            runner_template = jax.eval_shape(init_fn, keys, hyper)
+            # NOTE: a real (not abstract) template, so restored leaves get the same shardings
+            # as a fresh run's and the compiled chunk accepts them.
+            runner_template = init_fn(keys, hyper)
             step = int(manager.latest_step())
             runner = _restore(manager, step, runner_template)
             rows = _read_rows(jsonl_path, max_update=step)
@@ -146,17 +148,15 @@ def train_run(
             step, rows = 0, []
         columns = _rewrite_logs(jsonl_path, csv_path, rows)
 
-        # --- compile the chunk function once (ahead of time, so timings exclude it) -------------
+        # --- compile the chunk function (ahead of time, so the timings exclude it) ---------------
         t0 = time.perf_counter()
-        compiled = {}
 
         def chunk_fn(n: int):
-            if n not in compiled:
-                fn = jax.jit(jax.vmap(lambda r: trainer.run(r, n)))
-                compiled[n] = fn.lower(runner).compile()
-            return compiled[n]
+            return trainer.batched_run(n).lower(runner).compile()
 
-        chunk_fn(min(chunk, num_updates - step) if step < num_updates else chunk)
+        executables: dict[int, Any] = {}
+        if step < num_updates:
+            executables[min(chunk, num_updates - step)] = chunk_fn(min(chunk, num_updates - step))
         compile_seconds = time.perf_counter() - t0
         meta["compile_seconds"] = compile_seconds
         meta_path.write_text(json.dumps(meta, indent=2))
@@ -168,7 +168,9 @@ def train_run(
             while step < num_updates:
                 n = min(chunk, num_updates - step)
                 t_start = time.perf_counter()
-                runner, metrics = chunk_fn(n)(runner)
+                if n not in executables:  # a shorter last chunk
+                    executables[n] = chunk_fn(n)
+                runner, metrics = executables[n](runner)
                 metrics = jax.device_get(metrics)
                 dt = time.perf_counter() - t_start
                 train_seconds += dt
@@ -216,7 +218,7 @@ def _save(manager: Any, step: int, runner: RunnerState) -> None:
 
 
 def _restore(manager: Any, step: int, template: RunnerState) -> RunnerState:
-    """Load checkpoint `step` into the structure of `template` (abstract runner)."""
+    """Load checkpoint `step` into the structure, dtypes and shardings of `template`."""
     import orbax.checkpoint as ocp
 
     leaves, treedef = jax.tree.flatten(template)
@@ -228,10 +230,12 @@ def _restore(manager: Any, step: int, template: RunnerState) -> RunnerState:
     restored = manager.restore(step, args=ocp.args.StandardRestore({"leaves": target}))["leaves"]
     out = []
     for i, x in enumerate(leaves):
-        value = jnp.asarray(restored[f"{i:05d}"])
+        value = restored[f"{i:05d}"]
         if _is_key(x):
-            # NOTE: the template is abstract, so the key implementation comes from its dtype.
-            value = jax.random.wrap_key_data(value, impl=x.dtype._impl)
+            data = jax.device_put(value, jax.random.key_data(x).sharding)
+            value = jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        else:
+            value = jax.device_put(value, x.sharding)
         out.append(value)
     return jax.tree.unflatten(treedef, out)
 

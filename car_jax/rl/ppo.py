@@ -111,6 +111,7 @@ class PPOTrainer:
                 f"({n_dev}), since the env batch is sharded over them"
             )
         self._info_keys = self._loggable_info()
+        self._compiled: dict[str, Callable] = {}
 
     # --- helpers ------------------------------------------------------------------------------
     def _loggable_info(self) -> dict[str, tuple[int, ...]]:
@@ -388,6 +389,19 @@ class PPOTrainer:
             return runner, metrics
 
         return jax.lax.scan(body, runner, jnp.arange(num_updates))
+
+    def batched_init(self) -> Callable[[jax.Array, PPOHyper], RunnerState]:
+        """`jit(vmap(init))` over seed keys (hyper shared by all seeds); cached on the trainer."""
+        if "init" not in self._compiled:
+            self._compiled["init"] = jax.jit(jax.vmap(self.init, in_axes=(0, None)))
+        return self._compiled["init"]
+
+    def batched_run(self, num_updates: int) -> Callable[[RunnerState], tuple[RunnerState, dict]]:
+        """`jit(vmap(run(., num_updates)))` over a seed-stacked runner; cached per chunk length."""
+        name = f"run{num_updates}"
+        if name not in self._compiled:
+            self._compiled[name] = jax.jit(jax.vmap(lambda r: self.run(r, num_updates)))
+        return self._compiled[name]
 
     def _report(self, update: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
         self.progress_fn(int(np.asarray(update)), {k: np.asarray(v) for k, v in metrics.items()})

@@ -1,0 +1,91 @@
+"""train_run: logs, checkpoints, and resume after a hard kill equal to an uninterrupted run."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from jobs import CHECKPOINT_EVERY, KILL_AFTER, RESUME_SEEDS, resume_config, run_resumable
+
+from car_jax.errors import UserError
+
+JOBS = str(Path(__file__).parent / "jobs.py")
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    from probe_envs import Bandit
+
+    from car_jax.rl.ppo import PPOTrainer
+
+    return PPOTrainer(resume_config(), Bandit())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, trainer):
+    out = tmp_path_factory.mktemp("full")
+    return run_resumable(out, trainer=trainer)
+
+
+def test_logs_hold_one_row_per_seed_and_update(uninterrupted):
+    out = uninterrupted.out_dir
+    n = resume_config().num_updates
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sorted((r["seed"], r["update"]) for r in rows) == [
+        (s, u) for s in RESUME_SEEDS for u in range(1, n + 1)
+    ]
+    assert rows[-1]["env_steps"] == n * resume_config().batch_size
+    with open(out / "metrics.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows)
+    assert {"success_rate", "subtask_rate_0", "subtask_rate_1", "episode_return"} <= set(table[0])
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["seeds"] == list(RESUME_SEEDS) and meta["config"]["num_envs"] == 8
+    assert uninterrupted.metrics["success_rate"].shape == (2, n)
+    assert np.all(uninterrupted.metrics["success_rate"][:, -1] > 0.8)
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path, uninterrupted, trainer):
+    out = tmp_path / "killed"
+    proc = subprocess.run(
+        [sys.executable, JOBS, "killed", str(out)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 17, proc.stderr[-2000:]
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == KILL_AFTER * len(RESUME_SEEDS)  # flushed before the kill
+    assert sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())[-1] == (
+        CHECKPOINT_EVERY
+    )
+
+    resumed = run_resumable(out, resume=True, trainer=trainer)
+    for name, full in uninterrupted.metrics.items():
+        if name != "time":
+            np.testing.assert_allclose(resumed.metrics[name], full, rtol=0, atol=0, err_msg=name)
+    for a, b in zip(
+        jax.tree.leaves(resumed.params), jax.tree.leaves(uninterrupted.params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # Rows logged after the last checkpoint were dropped and redone, not duplicated.
+    keys = [
+        (json.loads(r)["seed"], json.loads(r)["update"])
+        for r in (out / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert len(keys) == len(set(keys)) == resume_config().num_updates * len(RESUME_SEEDS)
+
+
+def test_existing_run_needs_resume_and_matching_settings(uninterrupted, trainer):
+    from probe_envs import Bandit
+
+    from car_jax.rl.driver import train_run
+
+    with pytest.raises(UserError, match="already holds a training run; pass resume=True"):
+        train_run(resume_config(), Bandit(), RESUME_SEEDS, uninterrupted.out_dir, progress=False)
+    with pytest.raises(UserError, match="its seeds differs"):
+        train_run(
+            resume_config(), Bandit(), (1, 2), uninterrupted.out_dir, resume=True, progress=False
+        )
