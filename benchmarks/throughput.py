@@ -16,6 +16,7 @@ DoorKey-8x8 and each number of parallel envs:
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -422,6 +423,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-overhead", action="store_true", help="skip the state-mode overhead analysis"
     )
+    ap.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    ap.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="only redraw the .md table and .png of a saved run",
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run (seconds)")
     ap.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
     ap.add_argument(
@@ -430,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
         help="free text stored in the JSON (e.g. 'CPU shared with other jobs')",
     )
     args = ap.parse_args(argv)
+    if args.render is not None:
+        payload = json.loads(args.render.read_text(encoding="utf-8"))
+        print(render_markdown(payload))
+        args.render.with_suffix(".md").write_text(render_markdown(payload), encoding="utf-8")
+        print(f"wrote {plot_throughput(payload, args.render.with_suffix('.png'))}")
+        return 0
     if args.quick:
         args.envs = [n for n in args.envs if n <= 16] or [1, 16]
         args.repeats, args.target_steps = 2, 256
@@ -548,6 +563,11 @@ def main(argv: list[str] | None = None) -> int:
     print_table(payload, args.modes)
     path = write_json(args.out, payload)
     print(f"\nwrote {path}")
+    if not args.no_plot:
+        print(f"wrote {plot_throughput(payload, args.out.with_suffix('.png'))}")
+    md = args.out.with_suffix(".md")
+    md.write_text(render_markdown(payload), encoding="utf-8")
+    print(f"wrote {md}")
     return 0
 
 
@@ -616,6 +636,107 @@ def print_table(payload: dict[str, Any], modes: list[str]) -> None:
             print(
                 f"target {name} at {payload['targets']['at_num_envs']} envs: {t['value']:.3g} (>= {t['target']:g}) {verdict}"
             )
+
+
+def render_markdown(payload: dict[str, Any]) -> str:
+    """The README table of a run: steps/s per env count and the ratios, plus the reference rows."""
+    m = payload["machine"]
+    modes = [k[len("fused_") :] for k in payload["jax"][0] if k.startswith("fused_")]
+    lines = [
+        f"MiniGrid DoorKey-8x8, {m['cpu_model']} ({m['cpu_cores']} cores), JAX {m['jax_version']} "
+        f"({m['backend']}); median of repeats, steps/s.",
+        "",
+        "| parallel envs | env alone | "
+        + " | ".join(f"+ code reward ({md}) | ratio" for md in modes)
+        + " |",
+        "|---:|---:|" + "---:|---:|" * len(modes),
+    ]
+    for row in payload["jax"]:
+        cells = [str(row["num_envs"]), fmt_rate(row["env"]["median"])]
+        for md in modes:
+            r = row[f"fused_{md}"]
+            cells += [fmt_rate(r["median"]), f"{r['ratio_to_env']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    at = payload["targets"].get("at_num_envs")
+    fused = next((r["fused_state"] for r in payload["jax"] if r["num_envs"] == at), None)
+    ref = []
+    names = {
+        "loop": "Farama MiniGrid + Python checks, Python loop",
+        "loop_no_reward": "Farama MiniGrid alone, Python loop",
+        "sync_vector": "Farama MiniGrid + Python checks, SyncVectorEnv",
+        "async_vector_2": "Farama MiniGrid + Python checks, AsyncVectorEnv",
+    }
+    for k, v in payload["farama"].items():
+        ratio = f"{fused['median'] / v['median']:,.0f}x" if fused else "-"
+        ref.append(
+            f"| {names.get(k, k)} ({v['num_envs']} env(s)) | {fmt_rate(v['median'])} | {ratio} |"
+        )
+    if payload["encoder"]:
+        e = payload["encoder"]
+        ratio = f"{fused['median'] / e['median']:,.0f}x" if fused else "-"
+        ref.append(
+            f"| ViT-B/32-sized image encoder on every frame (cost only) | {fmt_rate(e['median'])} | {ratio} |"
+        )
+    if ref:
+        lines += [
+            f"| alternative | steps/s | fused code reward (state, {at} envs) is |",
+            "|---|---:|---:|",
+            *ref,
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot_throughput(payload: dict[str, Any], path: Path) -> Path:
+    """steps/s vs parallel envs for the JAX rows, with the Farama loop and the encoder as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = payload["jax"]
+    xs = [r["num_envs"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    labels = {
+        "env": "env alone",
+        "fused_state": "+ code reward (state)",
+        "fused_pixels": "+ code reward (pixels)",
+    }
+    for key, label in labels.items():
+        if key in rows[0]:
+            ys = [r[key]["median"] for r in rows]
+            err = [
+                [r[key]["median"] - r[key]["min"] for r in rows],
+                [r[key]["max"] - r[key]["median"] for r in rows],
+            ]
+            ax.errorbar(xs, ys, yerr=err, marker="o", ms=4, capsize=2, label=label)
+    if payload["farama"]:
+        ax.axhline(
+            payload["farama"]["loop"]["median"],
+            color="grey",
+            ls="--",
+            label="Farama MiniGrid, Python loop",
+        )
+    if payload["encoder"]:
+        ax.axhline(
+            payload["encoder"]["median"],
+            color="black",
+            ls=":",
+            label="ViT-B/32 encoder per step (cost)",
+        )
+    m = payload["machine"]
+    ax.set(xscale="log", yscale="log", xlabel="parallel envs", ylabel="steps / s")
+    ax.set_title(
+        f"MiniGrid DoorKey-8x8 throughput\n{m['cpu_model']}, {m['cpu_cores']} cores, JAX {m['jax_version']}",
+        fontsize=9,
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":
