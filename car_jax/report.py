@@ -37,7 +37,8 @@ class Curve:
 
     def final(self, last: int = 3) -> float:
         """Seed-mean over the last `last` points."""
-        return float(np.nanmean(self.mean[-last:])) if self.steps.size else float("nan")
+        tail = self.mean[-last:]
+        return float(_nanreduce(np.nanmean, tail)) if np.isfinite(tail).any() else float("nan")
 
 
 def _nanreduce(fn, values: np.ndarray) -> np.ndarray:
