@@ -4,12 +4,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from probe_envs import Bandit, ContinuousTarget, GridBandit, TimeLimitProbe, ValueProbe
+from probe_envs import ContinuousTarget, GridBandit, TimeLimitProbe, ValueProbe
 
 from car_jax.errors import UserError
 from car_jax.rl import networks
 from car_jax.rl.config import PPOConfig
 from car_jax.rl.ppo import PPOTrainer, make_train
+
+SMALL = PPOConfig(
+    num_envs=16,
+    num_steps=4,
+    total_timesteps=16 * 4 * 12,
+    num_minibatches=2,
+    update_epochs=4,
+    lr=1e-2,
+)  # equals jobs.small_config(), which the shared `bandit_run` fixture trains
 
 SMALL = PPOConfig(
     num_envs=16,
@@ -28,19 +37,6 @@ def _probs(trainer, params, obs):
 
 def _seed(tree, i):
     return jax.tree.map(lambda x: x[i], tree)
-
-
-@pytest.fixture(scope="module")
-def bandit_run():
-    """Three runs in one jit(vmap(train)): two seeds with lr 1e-2 and one with lr 0."""
-    calls = []
-    trainer = PPOTrainer(
-        SMALL, Bandit(), progress_fn=lambda u, m: calls.append((u, m)), progress_every=4
-    )
-    keys = jax.random.split(jax.random.key(0), 3)
-    hypers = jax.vmap(lambda lr: SMALL.hyper(lr=lr))(jnp.array([1e-2, 1e-2, 0.0]))
-    out = jax.jit(jax.vmap(trainer.train))(keys, hypers)
-    return trainer, keys, out, calls
 
 
 def test_bandit_policy_picks_the_paying_action(bandit_run):
@@ -114,9 +110,12 @@ def test_grid_observation_uses_embeddings_and_learns():
     assert float(out.metrics["success_rate"][-1]) > 0.8
 
 
-@pytest.mark.parametrize("bootstrap", [True, False])
-def test_truncation_bootstrap_gives_the_infinite_horizon_value(bootstrap):
-    """Reward 1 forever, cut by a time limit: V = 1 / (1 - gamma) = 10 only with bootstrapping."""
+def test_truncation_bootstrap_gives_the_infinite_horizon_value():
+    """Reward 1 forever, cut by a time limit at 8 steps: V = 1 / (1 - gamma) = 10 (bootstrapped).
+
+    Without the bootstrap the value would be a finite-horizon average (about 3.7); the GAE unit
+    tests cover that path.
+    """
     cfg = PPOConfig(
         num_envs=16,
         num_steps=16,
@@ -124,15 +123,11 @@ def test_truncation_bootstrap_gives_the_infinite_horizon_value(bootstrap):
         num_minibatches=2,
         lr=3e-3,
         gamma=0.9,
-        bootstrap_truncation=bootstrap,
     )
     trainer = PPOTrainer(cfg, TimeLimitProbe())
     out = jax.jit(trainer.train)(jax.random.key(4))
     _, v = trainer.network.apply(out.params, jnp.ones((1, 1)))
-    if bootstrap:
-        assert float(v[0]) == pytest.approx(10.0, abs=0.5)
-    else:
-        assert float(v[0]) < 6.0  # the average truncated return over the 8-step episode
+    assert float(v[0]) == pytest.approx(10.0, abs=0.5)
 
 
 def test_network_factory_overrides_the_default():

@@ -25,9 +25,9 @@ def test_four_devices_match_one_device(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     four = dict(np.load(path))
-    one = run_sharded()
-    assert int(four["obs_devices"]) == 4 and int(four["obs_shard_rows"]) == 8 // 4
-    assert int(one["obs_devices"]) == 1 and int(one["obs_shard_rows"]) == 8
+    one = run_sharded()  # the same run on this process's single device
+    assert int(four["obs_devices"]) == 4 and int(four["obs_shard_rows"]) == 16 // 4
+    assert int(one["obs_devices"]) == 1 and int(one["obs_shard_rows"]) == 16
     assert set(one) == set(four)
     for name in one:
         if not name.startswith("obs_"):
