@@ -42,6 +42,15 @@ class Transition(flax.struct.PyTreeNode):
     info: dict[str, jax.Array]  # logged info entries ("success", "subtask_done", scalars)
 
 
+class _LossBatch(flax.struct.PyTreeNode):
+    """The rollout fields the PPO loss reads."""
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+
+
 class EpisodeStats(flax.struct.PyTreeNode):
     """Running return and length of each env's current episode."""
 
@@ -308,7 +317,12 @@ class PPOTrainer:
             params, opt_state, key = carry
             key, k_perm = jax.random.split(key)
             perm = jax.random.permutation(k_perm, cfg.batch_size)
-            data = (traj.replace(info={}), advantages, targets)
+            # Only what the loss reads (obs, action, log_prob, value) is shuffled and batched.
+            data = (
+                _LossBatch(traj.obs, traj.action, traj.log_prob, traj.value),
+                advantages,
+                targets,
+            )
             # NOTE: [T, N, ...] -> [T * N, ...] -> shuffled -> [num_minibatches, minibatch, ...].
             data = jax.tree.map(
                 lambda x: jnp.take(x.reshape((cfg.batch_size, *x.shape[2:])), perm, axis=0).reshape(

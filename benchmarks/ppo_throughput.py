@@ -1,0 +1,109 @@
+"""PPO training throughput: env steps/s vs number of envs and seeds, compile time apart.
+
+Runs compiled chunks of `--updates` PPO updates (rollout + GAE + epochs, `jit(vmap)` over seeds)
+on one task from `envs.make`, with the family's default PPO settings (MiniGrid: 64-64 MLP over an
+embedded egocentric view, rollout 64, 4 epochs x 8 minibatches). Pass a different `env` to
+`measure` (e.g. one wrapped in `CodeReward`) to compare the reward's share.
+
+    .venv/bin/python benchmarks/ppo_throughput.py --env MiniGrid-DoorKey-8x8 --num-envs 256 1024 --seeds 1 2
+Writes benchmarks/results/ppo_throughput.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_util import (  # noqa: E402
+    RESULTS,
+    block,
+    command,
+    compile_jit,
+    fmt_rate,
+    machine,
+    rate_stats,
+    time_repeats,
+    write_json,
+)
+
+
+def measure(
+    env: Any, family: str, num_envs: int, seeds: int, updates: int, repeats: int
+) -> dict[str, Any]:
+    """Env steps/s (all seeds together) of one compiled chunk of `updates` updates."""
+    from car_jax.rl.config import PPOConfig
+    from car_jax.rl.ppo import PPOTrainer
+
+    base = PPOConfig.for_family(family) if family else PPOConfig()
+    cfg = base.replace(num_envs=num_envs, total_timesteps=num_envs * base.num_steps * updates)
+    trainer = PPOTrainer(cfg, env)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    runner = block(trainer.batched_init()(keys, cfg.hyper()))
+    compiled, compile_s = compile_jit(jax.vmap(lambda r: trainer.run(r, updates)), runner)
+    state = {"runner": runner}
+
+    def once():
+        state["runner"], metrics = compiled(state["runner"])
+        return metrics
+
+    times = time_repeats(once, repeats, warmup=1)
+    out = rate_stats(seeds * updates * cfg.batch_size, times)
+    out.update(
+        num_envs=num_envs,
+        seeds=seeds,
+        updates_per_chunk=updates,
+        compile_s=compile_s,
+        config=cfg.to_dict(),
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, measure every (num_envs, seeds) pair, print a table, write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="MiniGrid-DoorKey-8x8", help="task id for envs.make")
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--updates", type=int, default=4, help="updates per timed chunk")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS / "ppo_throughput.json")
+    args = parser.parse_args(argv)
+
+    import envs
+
+    task = envs.make(args.env)
+    rows = []
+    print(f"{'envs':>6} {'seeds':>5} {'steps/s':>10} {'spread':>7} {'compile s':>9}")
+    for n in args.num_envs:
+        for s in args.seeds:
+            row = measure(task, task.family, n, s, args.updates, args.repeats)
+            rows.append(row)
+            print(
+                f"{n:>6} {s:>5} {fmt_rate(row['median']):>10} {row['spread']:>7.2f} "
+                f"{row['compile_s']:>9.1f}",
+                flush=True,
+            )
+    write_json(
+        args.out,
+        {
+            "benchmark": "ppo_throughput",
+            "env": args.env,
+            "command": command(__file__, argv),
+            "machine": machine(),
+            "unit": "env steps per second, all seeds together, steady state",
+            "rows": rows,
+        },
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
