@@ -11,6 +11,7 @@ Writes benchmarks/results/scaling.json and scaling_envs.png / scaling_ppo.png.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -151,8 +152,9 @@ def plot(payload: dict[str, Any], out_dir: Path) -> list[str]:
     m = payload["machine"]
     where = f"{m['cpu_model']}, {m['cpu_cores']} cores, jax {m['jax_version']} ({m['backend']})"
     written = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for tid, data in payload["tasks"].items():
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    colors = plt.get_cmap("tab20").colors
+    for i, (tid, data) in enumerate(payload["tasks"].items()):
         pts = data["points"]
         ax.errorbar(
             [p["num_envs"] for p in pts],
@@ -162,13 +164,15 @@ def plot(payload: dict[str, Any], out_dir: Path) -> list[str]:
             ms=3,
             label=tid,
             capsize=2,
+            color=colors[i % len(colors)],
+            ls="-" if data["family"] == "minigrid" else "--",
         )
     ax.set(
         xscale="log", yscale="log", xlabel="parallel envs", ylabel="env steps / s (random actions)"
     )
     ax.set_title(f"Env throughput vs parallel envs\n{where}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path = out_dir / "scaling_envs.png"
     fig.savefig(path, dpi=120)
@@ -237,6 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "scaling.json")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="only redraw the PNGs of a saved run",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -251,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.tasks is None:
             args.tasks = ["CartPole-v1"]
 
+    if args.render is not None:
+        payload = json.loads(args.render.read_text(encoding="utf-8"))
+        print("wrote", *plot(payload, args.render.parent))
+        return 0
     if args.profile is not None:
         env = fused_env(envs.make(TASK_ID), "state")
         n = args.ppo_envs[len(args.ppo_envs) // 2]
