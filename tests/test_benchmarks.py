@@ -35,6 +35,7 @@ def test_throughput_quick_writes_json(tmp_path):
         "state",
         "--no-encoder",
         "--no-overhead",
+        "--no-plot",
         "--farama-vector",
         "0",
         "--out",
