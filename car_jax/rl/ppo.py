@@ -135,6 +135,13 @@ class PPOTrainer:
             return env.step(key, state, action, env.params)
 
         out = jax.eval_shape(one_step, jax.random.key(0))
+        self._success_from_env = False
+        if "success" not in (out[5] or {}) and callable(getattr(env, "success", None)):
+            try:  # NOTE: fall back to the Task's ground-truth success(state), if it has one.
+                jax.eval_shape(env.success, out[1])
+                self._success_from_env = True
+            except NotImplementedError:
+                pass
         obs, info = out[0], out[5]
         if tuple(obs.shape) != tuple(env.obs_shape):
             raise UserError(
@@ -149,6 +156,8 @@ class PPOTrainer:
                 keep[name] = tuple(leaf.shape)
             elif leaf.ndim == 0:
                 keep[name] = ()
+        if self._success_from_env:
+            keep["success"] = ()
         return keep
 
     def _shard(self, tree: Any, axis: int = 0) -> Any:
@@ -229,6 +238,8 @@ class PPOTrainer:
             )(step_keys, env_state, self._env_action(action), env.params)
             reward = reward.astype(jnp.float32)
             done = jnp.logical_or(terminated, truncated)
+            if self._success_from_env:
+                info = {**info, "success": jax.vmap(env.success)(next_state)}
 
             # Auto-reset finished envs (the transition keeps the pre-reset observation).
             reset_keys = jax.random.split(k_reset, cfg.num_envs)

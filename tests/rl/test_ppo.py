@@ -160,3 +160,12 @@ def test_env_without_the_task_interface_is_refused():
 
     with pytest.raises(UserError, match="has no attribute 'step'"):
         PPOTrainer(SMALL, NoStep())
+
+
+def test_success_falls_back_to_the_task_success_method():
+    class SuccessByMethod(ValueProbe):
+        def success(self, state):
+            return state.x > 0
+
+    assert PPOTrainer(SMALL, SuccessByMethod())._info_keys == {"success": ()}
+    assert PPOTrainer(SMALL, ValueProbe())._info_keys == {}
