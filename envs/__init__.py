@@ -5,5 +5,7 @@ from envs.registry import make, register, registered
 
 # Family modules register their tasks on import; each is one module.
 # (Family imports are added here as they land.)
+# isort: split
+import envs.classic  # noqa: E402,F401  (MountainCar, CartPole, Acrobot)
 
 __all__ = ["ActionSpace", "InputField", "Task", "TaskError", "make", "register", "registered"]

@@ -1,0 +1,329 @@
+"""Batched rollouts of a Task and the versioned `.npz` trajectory file format.
+
+`collect_rollouts` runs `n` episodes for `horizon` steps in ONE jitted call (`lax.scan` over
+steps, `vmap` over episodes). Row `t` of a trajectory holds:
+
+- `inputs[name][:, t]`: the program inputs of state s_t (s_0 is the reset state);
+- `actions[:, t]`: the action the policy chose in s_t;
+- `reward[:, t]`: the env reward of the transition s_t -> s_{t+1} (0 where none happened);
+- `valid[:, t]`: s_t belongs to the episode. The state that ends the episode (terminated or
+  truncated) is the last valid row; after it the state is frozen and `valid` is False (no reset).
+
+`success[n]` is True where `task.success` held in some valid state of the episode.
+
+File schema (version 1), one `.npz` written with `numpy.savez_compressed`, no pickles:
+
+| key | dtype | shape | meaning |
+|---|---|---|---|
+| `schema_version` | int64 | () | 1 |
+| `task_id` | str | () | registered task id |
+| `mode` | str | () | program input mode |
+| `input_names` | str | (K,) | names of the input arrays, in spec order |
+| `inputs/<name>` | spec dtype | (N, T, *spec shape) | one per input name |
+| `actions` | int32 / float32 | (N, T) / (N, T, dim) | discrete / continuous actions |
+| `reward` | float32 | (N, T) | env reward |
+| `valid` | bool | (N, T) | state belongs to the episode |
+| `success` | bool | (N,) | task solved during the episode |
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from car_jax.errors import UserError
+
+SCHEMA_VERSION = 1
+
+Policy = Callable[[jax.Array, Any, Any], jax.Array]
+
+
+class Trajectories(struct.PyTreeNode):
+    """Program inputs [N, T, ...], actions, env reward, valid [N, T] and success [N]."""
+
+    inputs: dict[str, jax.Array]
+    actions: jax.Array
+    reward: jax.Array
+    valid: jax.Array
+    success: jax.Array
+    mode: str = struct.field(pytree_node=False, default="state")
+
+    @property
+    def n(self) -> int:
+        """Number of episodes."""
+        return int(self.valid.shape[0])
+
+    @property
+    def horizon(self) -> int:
+        """Number of rows (states) per episode."""
+        return int(self.valid.shape[1])
+
+
+def _action_dtype(task: Any) -> str:
+    return "int32" if task.action.kind == "discrete" else "float32"
+
+
+def _action_shape(task: Any) -> tuple[int, ...]:
+    return () if task.action.kind == "discrete" else (task.action.dim,)
+
+
+def _resolve_policy(task: Any, policy: str | Policy) -> Policy:
+    if callable(policy):
+        return policy
+    if policy == "random":
+        return lambda key, state, params: task.action.sample(key)
+    if policy == "expert":
+        if task.expert is None:
+            raise UserError(
+                f"task {task.id!r} has no scripted expert; bring expert trajectories from a file "
+                "(see 'Bring your own trajectories')"
+            )
+        return task.expert
+    raise UserError(f"unknown policy {policy!r}; expected 'expert', 'random' or a callable")
+
+
+@functools.lru_cache(maxsize=64)
+def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str):
+    # NOTE: task, policy, n, horizon and mode are static: one compiled program per combination,
+    # cached here so repeated calls (new keys) do not recompile.
+    act = _resolve_policy(task, policy)
+    a_dtype = _action_dtype(task)
+
+    def episode(key: jax.Array):
+        key, k_reset = jax.random.split(key)
+        _, state0 = task.reset(k_reset, task.params)
+
+        def body(carry, _):
+            state, terminal, ended, key = carry
+            key, k_act, k_step = jax.random.split(key, 3)
+            valid = ~ended
+            obs = task.observe(state, mode)
+            succ = task.success(state) & valid
+            action = jnp.asarray(act(k_act, state, task.params)).astype(a_dtype)
+            _, stepped, reward, term, trunc, _ = task.step(k_step, state, action, task.params)
+            moves = ~terminal
+            # NOTE: jnp.where over the whole state pytree freezes it once the episode ended.
+            new_state = jax.tree.map(lambda a, b: jnp.where(moves, a, b), stepped, state)
+            reward = jnp.where(moves, jnp.asarray(reward, jnp.float32), 0.0)
+            new_terminal = terminal | (moves & (term | trunc))
+            row = (obs, action, reward, valid, succ)
+            return (new_state, new_terminal, terminal, key), row
+
+        init = (state0, jnp.bool_(False), jnp.bool_(False), key)
+        _, (obs, actions, reward, valid, succ) = jax.lax.scan(body, init, None, length=horizon)
+        return obs, actions, reward, valid, succ.any()
+
+    @jax.jit
+    def run(key: jax.Array) -> Trajectories:
+        keys = jax.random.split(key, n)
+        obs, actions, reward, valid, success = jax.vmap(episode)(keys)
+        return Trajectories(obs, actions, reward, valid, success, mode=mode)
+
+    return run
+
+
+def collect_rollouts(
+    task: Any,
+    policy: str | Policy,
+    key: jax.Array,
+    n: int,
+    horizon: int | None = None,
+    mode: str = "state",
+) -> Trajectories:
+    """Run `n` episodes of `horizon` steps (default: the task's time limit + 1) in one jitted call.
+
+    Args:
+        task: a registered Task (`envs.make(id)`).
+        policy: "expert", "random" or a jittable callable(key, state, params) -> action.
+        key: a JAX random key.
+        n: number of episodes (rows).
+        horizon: number of states per episode; `task.max_steps + 1` covers a whole episode.
+        mode: the program input mode recorded in `inputs`.
+    """
+    if n < 1:
+        raise UserError(f"number of episodes must be >= 1, got {n}")
+    horizon = task.max_steps + 1 if horizon is None else int(horizon)
+    if horizon < 1:
+        raise UserError(f"horizon must be >= 1, got {horizon}")
+    if mode not in task.modes:
+        raise UserError(
+            f"task {task.id!r} has no input mode {mode!r}; its modes are {', '.join(task.modes)}"
+        )
+    return _build(task, policy, int(n), horizon, mode)(key)
+
+
+# ------------------------------------------------------------------------------------------------
+# Files
+
+
+def save_trajectories(path: str | os.PathLike, traj: Trajectories, task_id: str) -> None:
+    """Write `traj` as a schema-versioned `.npz` (see the module docstring for the schema)."""
+    names = list(traj.inputs)
+    arrays: dict[str, np.ndarray] = {
+        "schema_version": np.asarray(SCHEMA_VERSION, np.int64),
+        "task_id": np.asarray(task_id),
+        "mode": np.asarray(traj.mode),
+        "input_names": np.asarray(names, dtype=np.str_),
+        "actions": np.asarray(traj.actions),
+        "reward": np.asarray(traj.reward),
+        "valid": np.asarray(traj.valid),
+        "success": np.asarray(traj.success),
+    }
+    for name in names:
+        arrays[f"inputs/{name}"] = np.asarray(traj.inputs[name])
+    # NOTE: np.savez appends ".npz" to names without it; write through a file object instead.
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def _fail(path: Any, what: str) -> UserError:
+    return UserError(f"trajectory file {str(path)!r}: {what}")
+
+
+def _check_array(
+    path: Any,
+    key: str,
+    arr: np.ndarray,
+    shape: tuple[int, ...],
+    dtype: str,
+    low: float | None = None,
+    high: float | None = None,
+) -> None:
+    if arr.dtype != np.dtype(dtype):
+        raise _fail(
+            path, f"array {key!r} has dtype {arr.dtype}, expected {dtype} (nothing is cast)"
+        )
+    if tuple(arr.shape) != tuple(shape):
+        raise _fail(path, f"array {key!r} has shape {tuple(arr.shape)}, expected {tuple(shape)}")
+    if arr.size and (low is not None or high is not None):
+        ok = np.ones(arr.shape, bool)
+        if low is not None:
+            ok &= arr >= low
+        if high is not None:
+            ok &= arr <= high
+        if not ok.all():
+            bad = np.argwhere(~ok)[0]
+            raise _fail(
+                path,
+                f"array {key!r} has value {arr[tuple(bad)]!r} at index {tuple(int(i) for i in bad)}, "
+                f"outside the known range [{low}, {high}]",
+            )
+
+
+def _scalar_str(path: Any, data: Any, key: str) -> str:
+    arr = data[key]
+    if arr.shape != () or arr.dtype.kind != "U":
+        raise _fail(
+            path, f"array {key!r} must be a string scalar, got dtype {arr.dtype} shape {arr.shape}"
+        )
+    return str(arr)
+
+
+def load_trajectories(path: str | os.PathLike, task: Any, mode: str = "state") -> Trajectories:
+    """Read a trajectory `.npz` and check every array against `task.inputs(mode)`; refuse mismatches."""
+    if not os.path.exists(path):
+        raise UserError(f"trajectory file {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise _fail(
+            path, "is not an .npz archive (expected a zip of .npy arrays written by numpy.savez)"
+        )
+    if mode not in task.modes:
+        raise UserError(
+            f"task {task.id!r} has no input mode {mode!r}; its modes are {', '.join(task.modes)}"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except ValueError as err:
+        raise _fail(path, f"holds an array that needs pickle or is unreadable ({err})") from None
+    except (OSError, zipfile.BadZipFile) as err:
+        raise _fail(path, f"is not a readable .npz archive ({err})") from None
+
+    required = [
+        "schema_version",
+        "task_id",
+        "mode",
+        "input_names",
+        "actions",
+        "reward",
+        "valid",
+        "success",
+    ]
+    for key in required:
+        if key not in data:
+            raise _fail(
+                path,
+                f"missing array {key!r} (schema version {SCHEMA_VERSION} requires {', '.join(required)})",
+            )
+
+    version = data["schema_version"]
+    if version.shape != () or version.dtype.kind not in "iu" or int(version) != SCHEMA_VERSION:
+        raise _fail(
+            path, f"array 'schema_version' is {version!r}, expected the integer {SCHEMA_VERSION}"
+        )
+    file_task = _scalar_str(path, data, "task_id")
+    if file_task != task.id:
+        raise _fail(path, f"array 'task_id' is {file_task!r}, expected {task.id!r}")
+    file_mode = _scalar_str(path, data, "mode")
+    if file_mode != mode:
+        raise _fail(path, f"array 'mode' is {file_mode!r}, expected {mode!r}")
+
+    spec = task.inputs(mode)
+    names_arr = data["input_names"]
+    if names_arr.ndim != 1 or (names_arr.size and names_arr.dtype.kind != "U"):
+        raise _fail(
+            path,
+            f"array 'input_names' must be a 1-D string array, got dtype {names_arr.dtype} shape {names_arr.shape}",
+        )
+    names = [str(x) for x in names_arr]
+    if sorted(names) != sorted(spec):
+        missing = sorted(set(spec) - set(names))
+        extra = sorted(set(names) - set(spec))
+        raise _fail(
+            path,
+            f"array 'input_names' lists {names}, expected the inputs of {task.id!r} mode {mode!r}: "
+            f"{list(spec)} (missing {missing}, unexpected {extra})",
+        )
+    stray = sorted(k for k in data if k.startswith("inputs/") and k[len("inputs/") :] not in spec)
+    if stray:
+        raise _fail(
+            path, f"unexpected arrays {stray}; the inputs of mode {mode!r} are {list(spec)}"
+        )
+
+    valid = data["valid"]
+    if valid.ndim != 2:
+        raise _fail(path, f"array 'valid' has shape {valid.shape}, expected (N, T)")
+    n, t = valid.shape
+    _check_array(path, "valid", valid, (n, t), "bool")
+    _check_array(path, "success", data["success"], (n,), "bool")
+    _check_array(path, "reward", data["reward"], (n, t), "float32")
+    a = task.action
+    if a.kind == "discrete":
+        _check_array(path, "actions", data["actions"], (n, t), "int32", 0, a.n - 1)
+    else:
+        _check_array(path, "actions", data["actions"], (n, t, a.dim), "float32", a.low, a.high)
+
+    inputs = {}
+    for name, field in spec.items():
+        key = f"inputs/{name}"
+        if key not in data:
+            raise _fail(path, f"missing array {key!r} (input {name!r}: {field.doc})")
+        _check_array(path, key, data[key], (n, t, *field.shape), field.dtype, field.low, field.high)
+        inputs[name] = jnp.asarray(data[key])
+
+    return Trajectories(
+        inputs=inputs,
+        actions=jnp.asarray(data["actions"]),
+        reward=jnp.asarray(data["reward"]),
+        valid=jnp.asarray(valid),
+        success=jnp.asarray(data["success"]),
+        mode=mode,
+    )
