@@ -99,8 +99,9 @@ def minigrid_expert(key: jax.Array, state, kind: str) -> jax.Array:
     drop_cells = drop_cells.at[pos[0], pos[1]].set(False)
 
     target = (tiles == target_tile[0]) & (colors == target_tile[1])
-    # a pickable object (not the target) right beside the door: moved away when it blocks the door
-    blockers = pickable & door_side & ~target
+    # a pickable object right beside the door: moved away when it blocks the door. (When it is the
+    # same kind and colour as the target, picking it up already solves the task, as in xminigrid.)
+    blockers = pickable & door_side
     walkable = _isin(tiles, _WALKABLE)
     # NOTE: the five BFS run as one batched while_loop.
     dist = jax.vmap(distance_map, in_axes=(0, None))(
