@@ -7,6 +7,7 @@ from envs.registry import make, register, registered
 # (Family imports are added here as they land.)
 # isort: split
 import envs.classic  # noqa: E402,F401  (MountainCar, CartPole, Acrobot)
+import envs.minatar  # noqa: E402,F401  (Breakout-MinAtar, Freeway-MinAtar)
 import envs.minigrid  # noqa: E402,F401  (DoorKey, Unlock, UnlockPickUp, BlockedUnlockPickUp, Empty)
 
 __all__ = ["ActionSpace", "InputField", "Task", "TaskError", "make", "register", "registered"]

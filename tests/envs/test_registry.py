@@ -12,6 +12,8 @@ BUILT_IN = [
     "MountainCarContinuous-v0",
     "CartPole-v1",
     "Acrobot-v1",
+    "Breakout-MinAtar",
+    "Freeway-MinAtar",
 ]
 
 
