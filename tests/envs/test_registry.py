@@ -14,6 +14,8 @@ BUILT_IN = [
     "Acrobot-v1",
     "Breakout-MinAtar",
     "Freeway-MinAtar",
+    "reacher",
+    "pusher",
 ]
 
 
