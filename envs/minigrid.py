@@ -92,10 +92,17 @@ class MiniGridTask(Task):
         ts = self.env.reset(params, key)
         if self._repair:
             # NOTE: xminigrid's BlockedUnlockPickUp places the blocking ball after the key and
-            # overwrites it in about 7% of layouts (no key: unsolvable). Redraw those layouts, as
-            # Farama MiniGrid never puts two objects on one cell.
+            # overwrites it in about 7% of layouts (no key: unsolvable), and the blocker may be the
+            # same kind and colour as the target (picking it up wins at once). Redraw those
+            # layouts: Farama MiniGrid never stacks two objects and its blocker (a ball) and target
+            # (a box) always differ.
             def missing(carry):
-                return ~jnp.any(carry[1].state.grid[..., 0] == Tiles.KEY)
+                state = carry[1].state
+                target = state.goal_encoding[1:3]
+                copies = jnp.sum(
+                    (state.grid[..., 0] == target[0]) & (state.grid[..., 1] == target[1])
+                )
+                return ~jnp.any(state.grid[..., 0] == Tiles.KEY) | (copies != 1)
 
             def redraw(carry):
                 k, _ = carry

@@ -38,6 +38,12 @@ def expert_runs(task_id: str) -> dict:
         _, state = jax.vmap(task.reset, in_axes=(0, None))(keys, task.params)
         first = jax.vmap(lambda s: task.observe(s, "state"))(state)
         solved_at_start = jax.vmap(task.success)(state)
+        target = state.goal_encoding[:, 1:3]
+        copies = jnp.sum(
+            (state.grid[..., 0] == target[:, None, None, 0])
+            & (state.grid[..., 1] == target[:, None, None, 1]),
+            (1, 2),
+        )
         n = keys.shape[0]
         zeros = jnp.zeros(n, bool)
 
@@ -71,6 +77,7 @@ def expert_runs(task_id: str) -> dict:
             "return": ret,
             "steps": state.step_num,
             "solved_at_start": solved_at_start,
+            "target_copies": copies,
             "first": first,
             "last": jax.vmap(lambda s: task.observe(s, "state"))(state),
             "final_states": jax.tree.map(lambda x: x[:2], state),
@@ -133,7 +140,10 @@ def test_blocked_unlock_pickup_always_has_a_key():
     tiles = out["first"]["tiles"]
     door_rows, door_cols = np.nonzero(tiles == Tiles.DOOR_LOCKED)[1:]
     assert len(door_rows) == N_SEEDS
-    assert (tiles[np.arange(N_SEEDS), door_rows, door_cols - 1] != Tiles.FLOOR).all()
+    blocker = tiles[np.arange(N_SEEDS), door_rows, door_cols - 1]
+    assert np.isin(blocker, [Tiles.BALL, Tiles.SQUARE, Tiles.PYRAMID, Tiles.HEX, Tiles.STAR]).all()
+    # the blocker is never a copy of the target object (picking it up would win at once)
+    assert (out["target_copies"] == 1).all()
 
 
 def assert_render_matches_frame(task, state) -> np.ndarray:
