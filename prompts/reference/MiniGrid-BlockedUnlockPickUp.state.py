@@ -8,8 +8,9 @@ def cleared_door(obs):
 
 
 def picked_up_key(obs):
-    """The agent carries the key."""
-    return obs.carried_tile == KEY
+    """The agent carries the key, with the door's front cell cleared."""
+    door = position_of(obs.tiles, DOOR_LOCKED)
+    return obs.carried_tile == KEY and cell(obs.tiles, (door[0], door[1] - 1)) == FLOOR
 
 
 def opened_door(obs):
