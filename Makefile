@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TASK   ?= MiniGrid-DoorKey-8x8
 
-.PHONY: install run test lint clean
+.PHONY: install run test test-all lint clean
 
 $(BIN)/car-jax: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+# Everything, including the tests marked slow (brax pusher, pixel-mode reference specs, ...).
+test-all: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: install

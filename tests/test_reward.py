@@ -43,35 +43,61 @@ def compiled(task):
     return compile_spec(RewardSpec.from_source(SPEC), task.inputs("state"), task.constants("state"))
 
 
-def _expert_episodes(env, task, policy="expert"):
-    """Run N envs for T steps with the expert, stopping each at its first episode end."""
+@pytest.fixture(scope="module")
+def actions(task):
+    """Expert and random action sequences [N, T], recorded once from the bare task.
 
-    def episode(key):
+    Replaying them through each CodeReward variant reproduces the same episodes (the env step is
+    deterministic given the keys) without compiling the BFS expert into every variant.
+    """
+
+    def episode(key, expert: bool):
+        key, k0 = jax.random.split(key)
+        _, state = task.reset(k0, task.params)
+
+        def body(carry, _):
+            state, key = carry
+            key, k_a, k_s = jax.random.split(key, 3)
+            action = task.expert(k_a, state, task.params) if expert else task.action.sample(k_a)
+            _, new, *_ = task.step(k_s, state, action, task.params)
+            return (new, key), action
+
+        return jax.lax.scan(body, (state, key), None, length=T)[1]
+
+    keys = jax.random.split(jax.random.key(1), N)
+    return {
+        "expert": jax.jit(jax.vmap(lambda k: episode(k, True)))(keys),
+        "random": jax.jit(jax.vmap(lambda k: episode(k, False)))(keys),
+    }
+
+
+def _episodes(env, actions):
+    """Replay [N, T] actions through `env`, stopping each env at its first episode end."""
+
+    def episode(key, acts):
         key, k0 = jax.random.split(key)
         _, state = env.reset(k0, env.params)
 
-        def body(carry, _):
+        def body(carry, action):
             state, ended, key = carry
-            key, k_a, k_s = jax.random.split(key, 3)
-            if policy == "expert":
-                action = task.expert(k_a, state.env_state, env.params)
-            else:
-                action = task.action.sample(k_a)
+            key, _, k_s = jax.random.split(key, 3)
             _, new, r, term, trunc, info = env.step(k_s, state, action, env.params)
             new = jax.tree.map(lambda a, b: jnp.where(ended, b, a), new, state)
             out = (jnp.where(ended, 0.0, r), jnp.where(ended, 0.0, info["code_reward"]),
                    info["subtask_done"], ~ended, new.next_subtask)  # fmt: skip
             return (new, ended | term | trunc, key), out
 
-        _, outs = jax.lax.scan(body, (state, jnp.bool_(False), key), None, length=T)
+        _, outs = jax.lax.scan(body, (state, jnp.bool_(False), key), acts)
         return outs
 
-    return jax.jit(jax.vmap(episode))(jax.random.split(jax.random.key(1), N))
+    return jax.jit(jax.vmap(episode))(jax.random.split(jax.random.key(1), N), actions)
 
 
-def test_bonuses_paid_once_each_in_order(task, compiled):
+def test_bonuses_paid_once_each_in_order(task, compiled, actions):
     env = CodeReward(task, compiled, bonus=(0.25, 0.5, 1.0))
-    reward, code, done_flags, valid, idx = (np.asarray(a) for a in _expert_episodes(env, task))
+    reward, code, done_flags, valid, idx = (
+        np.asarray(a) for a in _episodes(env, actions["expert"])
+    )
     for i in range(N):
         paid = np.nonzero(code[i])[0]
         # Exactly three payments, one per sub-task, with the right amounts in order.
@@ -92,7 +118,7 @@ def test_index_resets_with_the_episode(task, compiled):
     assert state.env_state is not None
 
 
-def test_out_of_order_completion_earns_nothing_until_its_turn(task, compiled):
+def test_out_of_order_completion_earns_nothing_until_its_turn(task, compiled, actions):
     # Door first, then key: the key is picked up before the door opens, so no bonus for it then.
     src = (
         SPEC.split("def picked_up_key")[0]
@@ -104,16 +130,16 @@ def test_out_of_order_completion_earns_nothing_until_its_turn(task, compiled):
     assert spec.names == ["opened_door", "picked_up_key"]
     comp = compile_spec(spec, task.inputs("state"), task.constants("state"))
     env = CodeReward(task, comp, bonus=1.0)
-    _, code, _, valid, idx = (np.asarray(a) for a in _expert_episodes(env, task))
+    _, code, _, valid, idx = (np.asarray(a) for a in _episodes(env, actions["expert"]))
     for i in range(N):
         paid = np.nonzero(code[i])[0]
         assert len(paid) == 2 and paid[1] == paid[0] + 1  # key paid on the step after the door
 
 
-def test_potential_shaping_telescopes(task, compiled):
+def test_potential_shaping_telescopes(task, compiled, actions):
     gamma = 0.9
     env = CodeReward(task, compiled, shaping="potential", gamma=gamma, env_weight=0.0)
-    _, code, _, valid, idx = (np.asarray(a) for a in _expert_episodes(env, task))
+    _, code, _, valid, idx = (np.asarray(a) for a in _episodes(env, actions["expert"]))
     for i in range(N):
         v = valid[i]
         t = np.arange(v.sum())
@@ -122,9 +148,9 @@ def test_potential_shaping_telescopes(task, compiled):
         assert disc == pytest.approx(gamma ** len(t) * idx[i][v][-1] / 3, abs=1e-4)
 
 
-def test_random_policy_earns_less(task, compiled):
+def test_random_policy_earns_less(task, compiled, actions):
     env = CodeReward(task, compiled)
-    _, code, *_ = (np.asarray(a) for a in _expert_episodes(env, task, policy="random"))
+    _, code, *_ = (np.asarray(a) for a in _episodes(env, actions["random"]))
     assert code.sum(axis=1).mean() < 1.5  # the expert earns 1.5 in every episode
 
 
