@@ -1,6 +1,6 @@
 """Errors of the reward DSL: one `DSLError` per problem, all of a spec in one `DSLCompileError`.
 
-Codes are short and stable (documented in docs/readme/dsl.md) so tests, feedback prompts and
+Codes are short and stable (documented in the README) so tests, feedback prompts and
 users can rely on them.
 """
 
