@@ -30,7 +30,7 @@ from car_jax.experiment import (  # noqa: E402
     summarize,
     train_variants,
 )
-from car_jax.report import plot_curves  # noqa: E402
+from car_jax.report import json_safe, plot_curves  # noqa: E402
 from car_jax.spec import RewardSpec, compile_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,9 @@ def main() -> None:
             "machine": machine(),
             "command": command(),
         }
-        write_json(out_json, _clean(payload))  # written after every task: nothing lost on a crash
+        write_json(
+            out_json, json_safe(payload)
+        )  # written after every task: nothing lost on a crash
 
     def fmt(x):
         return "not reached" if x != x else f"{x / 1e6:.2f}M"
@@ -121,16 +123,6 @@ def main() -> None:
             f"  {s['car']['final_success']:.0%} / {s['sparse']['final_success']:.0%}   {verdict}"
         )
     print(f"wrote {out_json} ({', '.join(LABELS.values())})")
-
-
-def _clean(x):
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, float) and x != x:
-        return None
-    return x
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from car_jax.errors import UserError
-from car_jax.report import Curve
+from car_jax.report import Curve, json_safe
 from car_jax.reward import CodeReward
 
 REWARDS = ("car", "sparse")
@@ -162,15 +162,5 @@ def summarize(
 def write_summary(path: str | Path, summary: dict) -> Path:
     """Write the summary as JSON (NaN -> null)."""
     path = Path(path)
-
-    def clean(x):
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        if isinstance(x, float) and x != x:
-            return None
-        return x
-
-    path.write_text(json.dumps(clean(summary), indent=2) + "\n")
+    path.write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     return path

@@ -8,6 +8,17 @@ from pathlib import Path
 import numpy as np
 
 
+def json_safe(x):
+    """`x` with every NaN float replaced by None (JSON has no NaN), through dicts and lists."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    if isinstance(x, float) and x != x:
+        return None
+    return x
+
+
 class Curve:
     """One learning curve over seeds: env steps [U] and a metric [S, U] (seeds x updates)."""
 

@@ -81,7 +81,9 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN, e.g. the first step of a never-completed sub-task, -> null)."""
-        return _nan_to_none(asdict(self))
+        from car_jax.report import json_safe
+
+        return json_safe(asdict(self))
 
     def to_json(self, indent: int = 2) -> str:
         """The verdict as JSON text."""
@@ -154,16 +156,6 @@ class Verdict:
         if ok:
             lines.append(f"These programs passed and may be kept as they are: {', '.join(ok)}.")
         return "\n".join(lines)
-
-
-def _nan_to_none(x):
-    if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_nan_to_none(v) for v in x]
-    if isinstance(x, float) and x != x:
-        return None
-    return x
 
 
 def completion_figures(compiled):
