@@ -1,0 +1,91 @@
+"""Hand-written reference specs in prompts/reference/: labelled, compile, and pass verification.
+
+Every `<TaskId>.<mode>.py` file found at run time is checked against its task and mode. The
+verification runs on 32 expert and 32 random trajectories per file (the CLI uses 256).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import envs
+from car_jax.spec import RewardSpec, compile_spec
+from car_jax.verify import collect_verification_rollouts, verify_spec
+
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "prompts" / "reference"
+LABEL = "written by hand, not model output"
+N = 32
+# Verification of these costs the most on a 2-core CPU (large pixel frames, brax physics);
+# deselect them with `-m "not slow"`.
+SLOW = {
+    "MiniGrid-DoorKey-6x6.pixels",
+    "MiniGrid-DoorKey-8x8.pixels",
+    "MiniGrid-DoorKey-16x16.pixels",
+    "MiniGrid-DoorKey-16x16.state",
+    "MiniGrid-Empty-8x8.pixels",
+    "MiniGrid-Unlock.pixels",
+    "MiniGrid-UnlockPickUp.state",
+    "MiniGrid-BlockedUnlockPickUp.state",
+    "reacher.state",
+}
+
+SPEC_FILES = sorted(REFERENCE_DIR.glob("*.py"))
+
+
+def _task_and_mode(path: Path) -> tuple[str, str]:
+    """`<TaskId>.<mode>.py` -> (task id, mode)."""
+    task_id, _, mode = path.stem.rpartition(".")
+    return task_id, mode
+
+
+def _params(slow_marks: bool):
+    return [
+        pytest.param(
+            p, id=p.stem, marks=[pytest.mark.slow] if slow_marks and p.stem in SLOW else []
+        )
+        for p in SPEC_FILES
+    ]
+
+
+def test_reference_dir_has_specs():
+    assert SPEC_FILES, f"no reference specs found in {REFERENCE_DIR}"
+    for p in SPEC_FILES:
+        task_id, mode = _task_and_mode(p)
+        assert task_id and mode, f"{p.name}: expected the name <TaskId>.<mode>.py"
+
+
+@pytest.mark.parametrize("path", _params(slow_marks=False))
+def test_reference_spec_loads_and_compiles(path: Path):
+    spec = RewardSpec.load(path)
+    first_line, *rest = spec.task.strip().splitlines()
+    assert LABEL in spec.task, f"{path.name}: the docstring lacks the {LABEL!r} label"
+    # The task sentence comes first; the label follows it (on its own line or after it).
+    assert first_line.split("(")[0].strip() and "Reference programs" not in first_line.split("(")[0]
+    task_id, mode = _task_and_mode(path)
+    task = envs.make(task_id)
+    assert mode in task.modes, f"{path.name}: task {task_id} has modes {task.modes}, not {mode!r}"
+    compiled = compile_spec(spec, task.inputs(mode), task.constants(mode))
+    assert compiled.names == spec.names
+    # The compiled programs run on a real observation: one completion flag per sub-task.
+    obs = task.observe(task.initial_state(jax.random.key(0)), mode)
+    done = compiled.completion(obs)
+    assert done.shape == (len(spec.programs),) and done.dtype == jnp.bool_
+
+
+@pytest.mark.parametrize("path", _params(slow_marks=True))
+def test_reference_spec_passes_verification(path: Path):
+    t0 = time.perf_counter()
+    task_id, mode = _task_and_mode(path)
+    task = envs.make(task_id)
+    spec = RewardSpec.load(path)
+    expert, random = collect_verification_rollouts(task, mode, n=N)
+    verdict = verify_spec(spec, task, expert, random)
+    assert verdict.passed, verdict.to_markdown()
+    assert verdict.order_fraction == 1.0
+    assert verdict.success_precision >= 0.9 and verdict.success_recall >= 0.9
+    print(f"{path.stem}: verified in {time.perf_counter() - t0:.1f}s")
