@@ -104,7 +104,7 @@ def main() -> None:
             "mode": args.mode,
             "tasks": per_task,
             "machine": machine(),
-            "command": command(),
+            "command": command(__file__),
         }
         write_json(
             out_json, json_safe(payload)

@@ -149,7 +149,7 @@ def main() -> None:
         "fired_fraction": (fired / n_traj).round(4).tolist(),
         "target_total_seconds": 10.0,
         "machine": machine(),
-        "command": command(),
+        "command": command(__file__),
     }
     print(
         f"\nVerification of {k} pixel programs on {n_traj} trajectories x {args.steps} steps ({args.task})"

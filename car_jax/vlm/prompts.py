@@ -322,10 +322,16 @@ def parse_programs(text: str, task: str):
         raise AnswerError([f"the programs do not form a valid spec: {err}"]) from None
 
 
+HAND_WRITTEN = "Reference programs written by hand, not model output."
+
+
 def spec_answers(spec) -> tuple[dict[str, Any], dict[str, Any]]:
     """The (describe, programs) answer JSON that a RewardSpec corresponds to (for replay)."""
+    # The reference specs label themselves as hand-written in their docstring; that label
+    # belongs to the file (the replay backend reports it), not to the task sentence.
+    task = spec.task.replace(f"({HAND_WRITTEN})", "").replace(HAND_WRITTEN, "")
     describe = {
-        "task": spec.task,
+        "task": " ".join(task.split()),
         "subtasks": [{"name": p.name, "description": p.description} for p in spec.programs],
     }
     programs = {
