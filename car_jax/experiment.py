@@ -110,13 +110,18 @@ def train_variants(
 
 
 def curves(
-    results: dict[str, Any], metric: str = "success_rate", warmup_steps: int = 0
+    results: dict[str, Any],
+    metric: str = "success_rate",
+    warmup_steps: int = 0,
+    window: int = 4,
 ) -> dict[str, Curve]:
     """Learning curves (env steps vs `metric`, one row per seed) of each trained variant.
 
-    Points before `warmup_steps` env steps are blanked (NaN): until every env has run a whole
-    episode, the episodes that ended are the quick successes, so success rates there are biased
-    upwards (pass `max_steps * num_envs`).
+    Each point pools the episodes that ended in the last `window` updates (weighted by their
+    count, so an update where a few episodes ended weighs little). Points before
+    `warmup_steps` env steps are blanked (NaN): all envs start together, so until every env has
+    run a whole episode the episodes that ended are the quick successes, and then the failures
+    time out all at once (pass `max_steps * num_envs`).
     """
     out = {}
     for reward, res in results.items():
@@ -124,10 +129,27 @@ def curves(
         if metric not in m:
             raise UserError(f"training logged no {metric!r}; logged: {', '.join(sorted(m))}")
         steps = np.asarray(m["env_steps"])[0]
-        values = np.asarray(m[metric], float).copy()
+        values = np.asarray(m[metric], float)
+        if "episodes" in m and window > 1:
+            values = _pooled(values, np.asarray(m["episodes"], float), window)
+        values = values.copy()
         values[:, steps < warmup_steps] = np.nan
         out[LABELS.get(reward, reward)] = Curve(steps, values)
     return out
+
+
+def _pooled(rate: np.ndarray, episodes: np.ndarray, window: int) -> np.ndarray:
+    """Episode-weighted mean of `rate` [S, U] over a trailing window of updates."""
+    hits = np.where(np.isfinite(rate), rate, 0.0) * episodes
+
+    def trailing_sum(x):
+        c = np.cumsum(x, axis=1)
+        c[:, window:] = c[:, window:] - c[:, :-window]
+        return c
+
+    n = trailing_sum(episodes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, trailing_sum(hits) / n, np.nan)
 
 
 def episode_warmup(task, config) -> int:
