@@ -2,8 +2,9 @@
 
 Runs compiled chunks of `--updates` PPO updates (rollout + GAE + epochs, `jit(vmap)` over seeds)
 on one task from `envs.make`, with the family's default PPO settings (MiniGrid: 64-64 MLP over an
-embedded egocentric view, rollout 64, 4 epochs x 8 minibatches). Pass a different `env` to
-`measure` (e.g. one wrapped in `CodeReward`) to compare the reward's share.
+embedded egocentric view, rollout 64, 4 epochs x 8 minibatches), with the sparse env reward and
+with the task's reference code reward fused in (`CodeReward`, `prompts/reference/<ID>.state.py`),
+measured back to back at each size: the ratio is the code reward's cost in training.
 
     .venv/bin/python benchmarks/ppo_throughput.py --env MiniGrid-DoorKey-8x8 --num-envs 256 1024 --seeds 1 2
 Writes benchmarks/results/ppo_throughput.json (or --out).
@@ -73,23 +74,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--updates", type=int, default=4, help="updates per timed chunk")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-code-reward", action="store_true", help="sparse reward only")
     parser.add_argument("--out", type=Path, default=RESULTS / "ppo_throughput.json")
     args = parser.parse_args(argv)
 
     import envs
+    from car_jax.reward import CodeReward
+    from car_jax.spec import RewardSpec, compile_spec
 
     task = envs.make(args.env)
+    variants = {"sparse": task}
+    if not args.no_code_reward:
+        spec_path = (
+            Path(__file__).resolve().parents[1] / "prompts" / "reference" / f"{args.env}.state.py"
+        )
+        spec = RewardSpec.load(spec_path)
+        compiled = compile_spec(spec, task.inputs("state"), task.constants("state"))
+        variants["code_reward"] = CodeReward(task, compiled, mode="state")
     rows = []
-    print(f"{'envs':>6} {'seeds':>5} {'steps/s':>10} {'spread':>7} {'compile s':>9}")
+    print(
+        f"{'envs':>6} {'seeds':>5} {'reward':>12} {'steps/s':>10} {'spread':>7} {'compile s':>9} {'ratio':>6}"
+    )
     for n in args.num_envs:
         for s in args.seeds:
-            row = measure(task, task.family, n, s, args.updates, args.repeats)
-            rows.append(row)
-            print(
-                f"{n:>6} {s:>5} {fmt_rate(row['median']):>10} {row['spread']:>7.2f} "
-                f"{row['compile_s']:>9.1f}",
-                flush=True,
-            )
+            base = None
+            for name, env in variants.items():
+                row = measure(env, task.family, n, s, args.updates, args.repeats)
+                row["reward"] = name
+                base = base or row["median"]
+                row["ratio_to_sparse"] = row["median"] / base
+                rows.append(row)
+                print(
+                    f"{n:>6} {s:>5} {name:>12} {fmt_rate(row['median']):>10} {row['spread']:>7.2f} "
+                    f"{row['compile_s']:>9.1f} {row['ratio_to_sparse']:>6.2f}",
+                    flush=True,
+                )
     write_json(
         args.out,
         {
