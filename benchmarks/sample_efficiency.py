@@ -24,6 +24,7 @@ from _bench_util import RESULTS, command, machine, write_json  # noqa: E402
 import envs  # noqa: E402
 from car_jax.experiment import (  # noqa: E402
     LABELS,
+    RUN_DEFAULTS,
     curves,
     episode_warmup,
     make_config,
@@ -34,20 +35,20 @@ from car_jax.report import json_safe, plot_curves  # noqa: E402
 from car_jax.spec import RewardSpec, compile_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# One fixed env-step budget per seed and task.
-BUDGETS = {
-    "MiniGrid-DoorKey-5x5": 300_000,
-    "MiniGrid-DoorKey-8x8": 1_000_000,
-    "MiniGrid-DoorKey-16x16": 3_000_000,
-    "MiniGrid-Unlock": 500_000,
-    "MiniGrid-UnlockPickUp": 2_000_000,
-    "MountainCar-v0": 1_000_000,
-}
+# One fixed budget (env steps per seed, parallel envs) per task: car_jax.experiment.RUN_DEFAULTS.
+TASKS = (
+    "MiniGrid-DoorKey-5x5",
+    "MiniGrid-DoorKey-8x8",
+    "MiniGrid-DoorKey-16x16",
+    "MiniGrid-Unlock",
+    "MiniGrid-UnlockPickUp",
+    "MountainCar-v0",
+)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", nargs="+", default=list(BUDGETS), help="task ids")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), help="task ids")
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--scale", type=float, default=1.0, help="multiply every budget (quick runs)")
     p.add_argument("--threshold", type=float, default=0.9)
@@ -67,7 +68,7 @@ def main() -> None:
             continue
         spec = RewardSpec.load(spec_path)
         compiled = compile_spec(spec, task.inputs(args.mode), task.constants(args.mode))
-        budget = int(BUDGETS.get(task_id, 1_000_000) * args.scale)
+        budget = int(RUN_DEFAULTS.get(task_id, (1_000_000, None))[0] * args.scale)
         config = make_config(task, budget)
         t0 = time.perf_counter()
         results = train_variants(
@@ -82,6 +83,8 @@ def main() -> None:
         key = f"steps_to_{int(args.threshold * 100)}pct"
         per_task[task_id] = {
             "budget_per_seed": config.num_updates * config.batch_size,
+            "num_envs": config.num_envs,
+            "updates": config.num_updates,
             "spec": spec_path.name,
             "wall_seconds": time.perf_counter() - t0,
             "plot": png.name,

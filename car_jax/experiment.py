@@ -21,17 +21,19 @@ from car_jax.reward import CodeReward
 REWARDS = ("car", "sparse")
 LABELS = {"car": "code reward (CaR)", "sparse": "sparse reward"}
 
-# Env steps per seed that `car-jax run` trains for by default: enough for the code reward to
-# reach ~90% success on this machine class (see benchmarks/sample_efficiency.py).
-RUN_BUDGETS = {
-    "MiniGrid-DoorKey-5x5": 300_000,
-    "MiniGrid-DoorKey-6x6": 500_000,
-    "MiniGrid-DoorKey-8x8": 1_000_000,
-    "MiniGrid-DoorKey-16x16": 3_000_000,
-    "MiniGrid-Unlock": 500_000,
-    "MiniGrid-UnlockPickUp": 2_000_000,
-    "MiniGrid-BlockedUnlockPickUp": 4_000_000,
-    "MiniGrid-Empty-8x8": 300_000,
+# Per task: (env steps per seed, parallel envs per seed) that `car-jax run` and the
+# sample-efficiency benchmark train with by default. Fewer envs for small budgets, so that
+# training gets enough updates (budget / (envs * rollout length)).
+RUN_DEFAULTS: dict[str, tuple[int, int]] = {
+    "MiniGrid-DoorKey-5x5": (300_000, 128),
+    "MiniGrid-DoorKey-6x6": (500_000, 256),
+    "MiniGrid-DoorKey-8x8": (1_000_000, 1024),
+    "MiniGrid-DoorKey-16x16": (3_000_000, 1024),
+    "MiniGrid-Unlock": (500_000, 256),
+    "MiniGrid-UnlockPickUp": (2_000_000, 512),
+    "MiniGrid-BlockedUnlockPickUp": (4_000_000, 1024),
+    "MiniGrid-Empty-8x8": (300_000, 256),
+    "MountainCar-v0": (1_000_000, 64),
 }
 
 
@@ -67,13 +69,15 @@ def make_env(
 
 
 def make_config(task, steps: int | None = None, **overrides: Any):
-    """PPO config: the task family's defaults, the run budget, then explicit overrides."""
+    """PPO config: the task family's defaults, then the task's run defaults, then overrides."""
     from car_jax.rl.config import PPOConfig
 
-    total = steps or RUN_BUDGETS.get(task.id)
-    if total:
-        overrides["total_timesteps"] = int(total)
+    default_steps, default_envs = RUN_DEFAULTS.get(task.id, (None, None))
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if steps or default_steps:
+        overrides["total_timesteps"] = int(steps or default_steps)
+    if default_envs and "num_envs" not in overrides:
+        overrides["num_envs"] = default_envs
     return PPOConfig.for_family(task.family, **overrides)
 
 
