@@ -91,6 +91,7 @@ def _stage1(args, task, mode, run_dir: Path):
 
 
 def run(args) -> int:
+    from car_jax.experiment import curves, episode_warmup
     from car_jax.report import run_report
 
     task = load_task(args.task)
@@ -119,13 +120,12 @@ def run(args) -> int:
     compiled = compile_for(spec, task, mode)
     out = train_and_report(args, task, mode, compiled, run_dir, f"{task.id} ({mode} mode)")
     cfg = out["config"]
-    from car_jax.experiment import curves, episode_warmup
-
     note = (
         f"PPO, {len(out['results'][next(iter(out['results']))].seeds)} seed(s) per reward, "
         f"{cfg.num_envs} envs x {cfg.num_steps} steps per update, {cfg.num_updates} updates "
         f"({cfg.num_updates * cfg.batch_size:,} env steps per seed); bonus {args.bonus} per "
-        f"sub-task ({args.shaping}). Success rate over the episodes that ended in each update."
+        f"sub-task ({args.shaping}). Success rate over the episodes that ended in the last 4 "
+        "updates, from the point where every env has finished an episode."
     )
     report = run_report(
         task.id,
