@@ -27,7 +27,7 @@ LABELS = {"car": "code reward (CaR)", "sparse": "sparse reward"}
 RUN_DEFAULTS: dict[str, tuple[int, int]] = {
     "MiniGrid-DoorKey-5x5": (300_000, 128),
     "MiniGrid-DoorKey-6x6": (500_000, 256),
-    "MiniGrid-DoorKey-8x8": (1_000_000, 1024),
+    "MiniGrid-DoorKey-8x8": (1_000_000, 512),
     "MiniGrid-DoorKey-16x16": (3_000_000, 1024),
     "MiniGrid-Unlock": (500_000, 256),
     "MiniGrid-UnlockPickUp": (2_000_000, 512),
