@@ -13,6 +13,7 @@ never does). Results go to benchmarks/results/sample_efficiency.json and one PNG
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -55,7 +56,11 @@ def main() -> None:
     p.add_argument("--mode", default="state")
     p.add_argument("--work-dir", default=None, help="training logs (default: a temporary folder)")
     p.add_argument("--out", default=str(RESULTS / "sample_efficiency.json"))
+    p.add_argument("--render", metavar="JSON", help="print the markdown table of a saved run")
     args = p.parse_args()
+    if args.render:
+        print(render_markdown(json.loads(Path(args.render).read_text())))
+        return
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="car-jax-sample-eff-"))
     out_json = Path(args.out)
@@ -126,6 +131,27 @@ def main() -> None:
             f"  {s['car']['final_success']:.0%} / {s['sparse']['final_success']:.0%}   {verdict}"
         )
     print(f"wrote {out_json} ({', '.join(LABELS.values())})")
+
+
+def render_markdown(payload: dict) -> str:
+    """The README table of a saved run: steps to the threshold and final success per reward."""
+    key = f"steps_to_{int(payload['threshold'] * 100)}pct"
+
+    def steps(x):
+        return "not reached" if x is None else f"{x / 1e6:.2f}M"
+
+    lines = [
+        f"| task | budget per seed (envs x updates) | code reward: steps to {payload['threshold']:.0%} "
+        "| sparse: steps to it | final success, code / sparse |",
+        "|---|---|---|---|---|",
+    ]
+    for task_id, t in payload["tasks"].items():
+        lines.append(
+            f"| {task_id} | {t['budget_per_seed'] / 1e6:.2f}M ({t['num_envs']} x {t['updates']}) "
+            f"| {steps(t['car'][key])} | {steps(t['sparse'][key])} "
+            f"| {t['car']['final_success']:.0%} / {t['sparse']['final_success']:.0%} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
