@@ -679,7 +679,9 @@ class CompiledProgram:
     def fn(self, obs: Mapping[str, jax.Array]) -> jax.Array:
         """The program's value on one observation dict (extra keys are ignored)."""
         self.traces += 1  # NOTE: runs at trace time only; under jit this counts compiles
-        return jnp.asarray(self._run(obs))
+        # NOTE: inputs become jax arrays first, so an eager call (numpy inputs) has jit's
+        # semantics too: a computed index out of range is clamped, never an IndexError.
+        return jnp.asarray(self._run({k: jnp.asarray(v) for k, v in obs.items()}))
 
     def __call__(self, obs: Mapping[str, jax.Array]) -> jax.Array:
         """Same as `fn`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 from dsl_helpers import CONSTANTS, INPUTS, random_obs
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from car_jax.dsl import REGISTRY, CompiledProgram, DSLCompileError, compile_program
@@ -65,6 +65,9 @@ _OBS = {k: v[0] for k, v in random_obs(np.random.default_rng(1), 1).items()}
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
+# Found by this test: a computed index out of range on an eager (numpy) call must clamp as
+# under jit, not raise an internal error.
+@example('def f(obs):\n    """Random."""\n    return (not obs.pos[obs.pos[0]])\n')
 def test_random_programs_compile_or_raise_dsl_error(source):
     try:
         prog = compile_program(source, INPUTS, CONSTANTS)
