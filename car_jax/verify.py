@@ -358,10 +358,12 @@ def collect_verification_rollouts(
     horizon: int | None = None,
     random_horizon: int | None = None,
     expert=None,
+    random=None,
 ):
     """`n` expert and `n` random Trajectories for verifying programs on `task`.
 
-    A given `expert` (e.g. loaded from a file) is used as is; only the random runs are collected.
+    A given `expert` or `random` (e.g. loaded from a file) is used as is; only the other is
+    collected.
 
     Expert runs last `horizon` steps (default: a whole episode). Random runs last
     `random_horizon` steps; by default as long as the longest expert episode, so "fires for a
@@ -385,7 +387,8 @@ def collect_verification_rollouts(
             probe = collect_rollouts(task, "expert", k_e, n, None, mode="state")
             horizon = min(task.max_steps + 1, int(np.asarray(probe.valid).sum(axis=1).max()) + 1)
         expert = collect_rollouts(task, "expert", k_e, n, horizon, mode=mode)
-    if random_horizon is None:
-        random_horizon = max(1, int(np.asarray(expert.valid).sum(axis=1).max()))
-    random = collect_rollouts(task, "random", k_r, n, random_horizon, mode=mode)
+    if random is None:
+        if random_horizon is None:
+            random_horizon = max(1, int(np.asarray(expert.valid).sum(axis=1).max()))
+        random = collect_rollouts(task, "random", k_r, n, random_horizon, mode=mode)
     return expert, random

@@ -36,14 +36,8 @@ def collect_pair(task, mode, n, horizon, seed, expert_file=None, random_file=Non
     from car_jax.verify import collect_verification_rollouts
 
     expert = load_trajectories(expert_file, task, mode) if expert_file else None
-    if random_file:
-        random = load_trajectories(random_file, task, mode)
-        if expert is None:
-            expert, _ = collect_verification_rollouts(
-                task, mode, n, seed, horizon, random_horizon=1
-            )
-        return expert, random
-    return collect_verification_rollouts(task, mode, n, seed, horizon, expert=expert)
+    random = load_trajectories(random_file, task, mode) if random_file else None
+    return collect_verification_rollouts(task, mode, n, seed, horizon, expert=expert, random=random)
 
 
 def run(args) -> int:
