@@ -37,6 +37,15 @@ def answer(name: str) -> str:
     return json.dumps(json.loads((SCRIPT / name).read_text())["answer"])
 
 
+def with_source(name: str, source: str, base: str = "round1.json") -> str:
+    """A replay-script program answer with program `name`'s source replaced."""
+    data = json.loads(answer(base))
+    for p in data["programs"]:
+        if p["name"] == name:
+            p["source"] = source
+    return json.dumps(data)
+
+
 @pytest.fixture(scope="module")
 def task():
     return envs.make(TASK_ID)
@@ -144,19 +153,8 @@ def test_bad_answers_become_feedback_rounds_and_end_non_zero(task, verifier, ima
         openai_reply('{"task": "Open the door.", "subtasks": []}'),  # describe: no sub-tasks
         openai_reply(answer("describe.json")),
         openai_reply('```json\n{"programs": [{"name": "x"}]}\n```'),  # schema mismatch
-        openai_reply(
-            json.dumps(
-                {
-                    "programs": [
-                        {
-                            "name": "bad",
-                            "description": "d",
-                            "source": "def bad(obs):\n    import os\n    return 1",
-                        }
-                    ]
-                }
-            )  # fmt: skip
-        ),  # DSL-refused code
+        openai_reply(with_source("door_open", "def door_open(obs):\n    import os\n    return 1")),
+        # ^ DSL-refused code
         openai_reply(answer("round1.json")),  # compiles, fails verification
     ]
     try:

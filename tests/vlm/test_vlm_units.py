@@ -111,7 +111,7 @@ def test_cached_backend_second_identical_request_is_free(tmp_path):
     first = CachedBackend(b, cache).complete(req())
     again = CachedBackend(b, cache)
     assert again.complete(req()) == first and b.calls == 1 and again.hits == 1
-    assert again.complete(req(text="other")) == "answer 2" and b.calls == 2
+    assert again.complete(req(text="other")).text == "answer 2" and b.calls == 2
     # No temporary files are left beside the entries.
     leftovers = [f for _, _, fs in os.walk(tmp_path) for f in fs if f.startswith(".tmp-")]
     assert leftovers == []
@@ -123,7 +123,7 @@ def test_a_half_written_entry_is_a_miss_not_a_crash(tmp_path):
     key = request_key(b, req())
     cache.path(key).parent.mkdir(parents=True)
     cache.path(key).write_text('{"answer": "trunc')  # as if a writer died mid-way
-    assert CachedBackend(b, cache).complete(req()) == "answer 1"
+    assert CachedBackend(b, cache).complete(req()).text == "answer 1"
     assert json.loads(cache.path(key).read_text())["answer"] == "answer 1"
 
 
