@@ -222,7 +222,8 @@ def parse_json_answer(text: str, cut_off: str = "") -> Any:
     line = text.count("\n", 0, pos) + 1
     col = pos - (text.rfind("\n", 0, pos) + 1) + 1
     near = text[max(0, pos - 40) : pos + 20]
-    place = f"{err.msg} at line {line}, column {col} of the answer ({where})"
+    msg = err.msg.removesuffix(" at")  # "Invalid control character at"
+    place = f"{msg} at line {line}, column {col} of the answer ({where})"
     if cut_off:
         return _raise(
             f"{cut_off} after {len(text)} characters, so its JSON is incomplete ({place}). "
