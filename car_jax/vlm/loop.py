@@ -91,10 +91,13 @@ class GenerationResult:
     calls: int  # requests that reached the backend
     cache_hits: int
     final_verdict: Any = None  # the best spec's verdict from the final check (see generate_spec)
+    final_error: str | None = None  # why the final check could not run, if it could not
 
     @property
     def passed(self) -> bool:
         """True when the best spec compiled and passed the final verification."""
+        if self.final_error:
+            return False
         if self.final_verdict is not None:
             return bool(getattr(self.final_verdict, "passed", False))
         return self.best is not None and self.best.passed
@@ -134,11 +137,9 @@ class GenerationResult:
         for r in rounds:
             if r.coverage is not None and r.coverage.kind == "merged":
                 lines.append(f"{r.folder}: {r.coverage.sentence()}")
-        for r in self.records:
-            if r.finish or r.blocked:
-                status = r.blocked and f"blocked ({r.blocked})" or f"finish reason {r.finish}"
-                if r.blocked or r.finish not in ("STOP", "stop"):
-                    lines.append(f"{r.folder}: {status}")
+        lines += [f"{r.folder}: {r.cut_off}" for r in self.records if r.cut_off]
+        if self.final_error:
+            lines.append(f"final verification failed: {self.final_error}")
         if self.best is not None and self.best.spec is not None:
             lines.append(
                 f"best: round {self.best.round}, programs: "
@@ -217,9 +218,15 @@ def generate_spec(
 
     # FINAL VERDICT: the one place where the run's verdict is decided. The verifier's `final`
     # (when it has one) checks the best spec on its own rollouts; otherwise the verifier itself.
-    final_verdict = None
+    final_verdict, final_error = None, None
     if best is not None and best.verdict is not None:
-        final_verdict = getattr(verifier, "final", verifier)(best.spec)
+        try:
+            final_verdict = getattr(verifier, "final", verifier)(best.spec)
+        except UserError:
+            raise
+        except Exception as err:  # keep every round's records; the run is just not verified
+            folder.write("final_verifier_error.txt", traceback.format_exc())
+            final_error = f"{type(err).__name__}: {err}"
 
     result = GenerationResult(
         task_id=task.id,
@@ -233,6 +240,7 @@ def generate_spec(
         calls=client.calls,
         cache_hits=client.hits,
         final_verdict=final_verdict,
+        final_error=final_error,
     )
     if best is not None and best.spec is not None:
         folder.write("spec.py", spec_text(best.spec))

@@ -84,6 +84,7 @@ def generation_summary(result: Any, backend: Any) -> dict[str, Any]:
         "model": backend.model,
         "settings": backend.settings,
         "passed": result.passed,
+        "final_error": result.final_error,
         "best_round": best.round if best is not None else None,
         "best_folder": best.folder if best is not None else None,
         "calls": result.calls,

@@ -4,6 +4,7 @@ spec, the cache makes a second run free, and bad answers become feedback rounds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -430,3 +431,32 @@ def test_importing_the_tasks_prints_nothing_on_stdout():
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout == ""
+
+
+def test_final_verdict_comes_from_the_verifiers_final_check(task, verifier, images, tmp_path):
+    class HeldOut:
+        """The module verifier per round; a final check that refuses (as held-out rollouts may)."""
+
+        def __init__(self):
+            self.final_specs = []
+
+        def __call__(self, spec):
+            return verifier(spec)
+
+        def final(self, spec):
+            self.final_specs.append(spec)
+            if len(self.final_specs) == 1:
+                return dataclasses.replace(verifier(spec), passed=False)
+            raise RuntimeError("held-out rollouts broke")
+
+    check = HeldOut()
+    run = lambda out: generate_spec(task, "state", ReplayBackend(), check, run_dir=out,  # noqa: E731
+                                    images=images)  # fmt: skip
+    first = run(tmp_path / "a")
+    assert first.best.passed and not first.passed and first.exit_code == 1
+    assert check.final_specs == [first.best.spec] and first.verdict.passed is False
+    assert json.loads((tmp_path / "a" / "verdict.json").read_text())["passed"] is False
+    second = run(tmp_path / "b")  # a final check that crashes: records kept, not verified
+    assert not second.passed and "held-out rollouts broke" in second.summary()
+    assert (tmp_path / "b" / "final_verifier_error.txt").is_file()
+    assert json.loads((tmp_path / "b" / "generation.json").read_text())["final_error"]
