@@ -21,6 +21,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 # Everything, including the tests marked slow (brax pusher, pixel-mode reference specs, ...).

@@ -37,7 +37,7 @@ from car_jax.dsl import (
     check_program,
     compile_program,
 )
-from car_jax.dsl.grammar import parse_source
+from car_jax.dsl.grammar import describe_statement, parse_source
 from car_jax.errors import UserError
 
 
@@ -137,7 +137,7 @@ class RewardSpec:
             else:
                 errors.append(DSLError(*where, "E-TOPLEVEL",
                                        f"only function definitions may follow the docstring, "
-                                       f"not a {type(node).__name__} statement"))  # fmt: skip
+                                       f"not {describe_statement(node)}"))  # fmt: skip
         if not programs and not errors:
             errors.append(DSLError(origin, 1, 0, "E-SPEC", "the spec defines no programs",
                                    "add one `def name(obs):` per sub-task"))  # fmt: skip

@@ -329,7 +329,8 @@ def _judge(sv, j, spec, c: Criteria) -> None:
             why = ": it is true almost always, so it cannot tell progress from random behaviour"
         within = ""
         if c.random_window == "expert":
-            within = f" within {sv.random_window} steps (the expert's median time for it)"
+            steps = "step" if sv.random_window == 1 else "steps"
+            within = f" within {sv.random_window} {steps} (the expert's median time for it)"
         sv.reasons.append(
             f"fires on {_pct(sv.random_rate)} of random trajectories{within} (limit "
             f"{_pct(c.random_rate)}){why}; make it test the sub-task's result more strictly"

@@ -14,19 +14,25 @@ and 0.0 otherwise; there is no termination, only the time limit (truncation).
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from brax import base
-from brax.envs.pusher import Pusher
-from brax.envs.reacher import Reacher
 from flax import struct
 
 from envs import _draw
 from envs.base import ActionSpace, InputField, Task
 from envs.registry import register
+
+# NOTE: importing brax imports mujoco.mjx, which prints "Failed to import warp: ..." (an optional
+# GPU backend we do not use) on stdout; keep that out of the commands' output.
+with contextlib.redirect_stdout(io.StringIO()):
+    from brax import base
+    from brax.envs.pusher import Pusher
+    from brax.envs.reacher import Reacher
 
 F32 = "float32"
 REACH_THRESHOLD = 0.02

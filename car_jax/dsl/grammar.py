@@ -158,8 +158,29 @@ def split_program(module: ast.Module, label: str) -> tuple[ast.FunctionDef | Non
     return defs[0], errors
 
 
-def _what(node: ast.AST) -> str:
-    return f"a {type(node).__name__} statement"
+_STATEMENT_WORDS = {
+    "Expr": "an expression statement",
+    "Assign": "an assignment",
+    "AnnAssign": "an annotated assignment",
+    "AugAssign": "an augmented assignment",
+    "ClassDef": "a class definition",
+    "AsyncFunctionDef": "an async function definition",
+    "Import": "an import",
+    "ImportFrom": "an import",
+    "If": "an if statement",
+    "For": "a for loop",
+    "While": "a while loop",
+}
+
+
+def describe_statement(node: ast.AST) -> str:
+    """A statement's kind in words, with its article: "an assignment", "an If statement"."""
+    name = type(node).__name__
+    article = "an" if name[:1] in "AEIOU" else "a"
+    return _STATEMENT_WORDS.get(name, f"{article} {name} statement")
+
+
+_what = describe_statement
 
 
 def _err(program: str, node: ast.AST, code: str, message: str, hint: str = "") -> DSLError:

@@ -27,7 +27,7 @@ class PPOHyper(flax.struct.PyTreeNode):
 
 # Overrides of the generic defaults, per task family (see `PPOConfig.for_family`).
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Egocentric uint8 view, sparse reward: many envs, short rollouts (the DESIGN.md reference PPO).
+    # Egocentric uint8 view, sparse reward: many envs, short rollouts (purejaxrl-style PPO).
     "minigrid": dict(
         num_envs=1024,
         num_steps=64,

@@ -5,6 +5,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from car_jax.errors import UserError
+
+# Finish reasons that mean "the answer ended normally" (Gemini, OpenAI-compatible, replay).
+NORMAL_FINISH = frozenset({"", "STOP", "stop", "FINISH_REASON_UNSPECIFIED", "eos", "end_turn"})
+# Finish reasons that mean "cut off by the output token limit".
+TOKEN_LIMIT_FINISH = frozenset({"MAX_TOKENS", "length", "max_tokens"})
 
 
 @dataclass(frozen=True)
@@ -55,9 +63,49 @@ class VLMRequest:
         return "\n\n".join(parts)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One model turn as the backend returned it: the text and why the model stopped.
+
+    `finish` is the backend's own finish reason ("STOP", "MAX_TOKENS", "SAFETY" for Gemini;
+    "stop", "length", "content_filter" for OpenAI-compatible servers; "" when not told).
+    `blocked` is why the request itself was refused (Gemini's prompt block reason, an OpenAI
+    `refusal`), "" when it was not.
+    """
+
+    text: str
+    finish: str = ""
+    blocked: str = ""
+
+    @property
+    def truncated(self) -> bool:
+        """True when the output token limit cut the answer off."""
+        return self.finish in TOKEN_LIMIT_FINISH
+
+    @property
+    def stop_reason(self) -> str:
+        """Why the answer is not a normal, complete one ("" when it is)."""
+        if self.blocked:
+            return f"the request was blocked ({self.blocked})"
+        if self.truncated:
+            return f"the answer was cut off by the output token limit (finish reason {self.finish})"
+        if self.finish not in NORMAL_FINISH:
+            return f"the model stopped early (finish reason {self.finish})"
+        if not self.text.strip():
+            return "the model returned no text" + (
+                f" (finish reason {self.finish})" if self.finish else ""
+            )
+        return ""
+
+    @property
+    def cacheable(self) -> bool:
+        """Only complete, non-empty, unblocked answers are worth storing."""
+        return not self.stop_reason
+
+
 @runtime_checkable
 class VLMBackend(Protocol):
-    """A vision-language model: `complete(request) -> answer text`.
+    """A vision-language model: `complete(request) -> Answer` (text and finish reason).
 
     Attributes: `name` ("gemini", "openai", "replay", ...), `model`, `settings` (sampling settings
     and endpoint: everything besides the conversation that changes the answer; part of the cache
@@ -71,9 +119,20 @@ class VLMBackend(Protocol):
     settings: dict[str, Any]
     cacheable: bool
 
-    def complete(self, request: VLMRequest) -> str:
-        """The model's answer text for the request."""
+    def complete(self, request: VLMRequest) -> Answer:
+        """The model's answer for the request."""
         ...
+
+
+def check_base_url(backend: str, url: str, example: str) -> str:
+    """`url` when it has an http(s) scheme and a host, else a UserError (bad input, exit 2)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UserError(
+            f"{backend}: base URL {url!r} must start with http:// or https:// and name a host "
+            f"(e.g. {example})"
+        )
+    return url
 
 
 def sha256_hex(data: bytes) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from car_jax.errors import UserError
-from car_jax.vlm.base import VLMBackend, VLMRequest
+from car_jax.vlm.base import Answer, VLMBackend, VLMRequest
 
 CACHE_VERSION = 1
 
@@ -56,21 +56,30 @@ class ResponseCache:
         """Where the entry for `key` lives."""
         return self.dir / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> str | None:
-        """The cached answer for `key`, or None (a missing or unreadable entry is a miss)."""
+    def get(self, key: str) -> Answer | None:
+        """The cached answer for `key`, or None (a missing, unreadable or empty entry is a miss)."""
         try:
             entry = json.loads(self.path(key).read_text())
         except (OSError, ValueError):
             return None
-        answer = entry.get("answer") if isinstance(entry, dict) else None
-        return answer if isinstance(answer, str) else None
+        text = entry.get("answer") if isinstance(entry, dict) else None
+        if not isinstance(text, str):
+            return None
+        answer = Answer(text, str(entry.get("finish") or ""))
+        # An empty answer stored by an older version is a miss: ask again.
+        return answer if answer.cacheable else None
 
-    def put(self, key: str, answer: str, meta: dict[str, Any] | None = None) -> None:
+    def put(self, key: str, answer: Answer, meta: dict[str, Any] | None = None) -> None:
         """Store `answer` under `key`: temp file in the same folder, fsync, then os.replace."""
         path = self.path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            entry = {"answer": answer, "created": time.time(), **(meta or {})}
+            entry = {
+                "answer": answer.text,
+                "finish": answer.finish,
+                "created": time.time(),
+                **(meta or {}),
+            }
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
             try:
                 with os.fdopen(fd, "w") as f:
@@ -102,8 +111,8 @@ class CachedBackend:
         self.hits = 0  # requests answered from the cache
         self.last_was_hit = False
 
-    def complete(self, request: VLMRequest) -> str:
-        """The cached answer, or the backend's (then stored)."""
+    def complete(self, request: VLMRequest) -> Answer:
+        """The cached answer, or the backend's (stored only when complete, non-empty, unblocked)."""
         key = request_key(self.backend, request) if self.cache is not None else None
         if key is not None:
             cached = self.cache.get(key)
@@ -114,7 +123,9 @@ class CachedBackend:
         self.last_was_hit = False
         self.calls += 1
         answer = self.backend.complete(request)
-        if key is not None:
+        if isinstance(answer, str):  # a plain-text backend (e.g. a user's own)
+            answer = Answer(answer)
+        if key is not None and answer.cacheable:
             self.cache.put(key, answer, {"backend": self.name, "model": self.model})
         return answer
 

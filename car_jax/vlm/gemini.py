@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
-from car_jax.vlm.base import VLMRequest
+from car_jax.vlm.base import Answer, VLMRequest, check_base_url
 from car_jax.vlm.retry import (
     RETRY_STATUSES,
     BackendError,
@@ -13,6 +14,7 @@ from car_jax.vlm.retry import (
     TransientError,
     call_with_retries,
     parse_retry_after,
+    run_with_deadline,
 )
 
 DEFAULT_MODEL = "gemini-2.5-flash"
@@ -83,6 +85,8 @@ class GeminiBackend:
                 "gemini: no API key; set GEMINI_API_KEY or GOOGLE_API_KEY, or use --vlm replay "
                 "(offline reference answers) or --vlm openai"
             )
+        if base_url:
+            check_base_url("gemini", base_url, "https://generativelanguage.googleapis.com")
         self.base_url = base_url
         self.retry = retry or RetryPolicy()
         self.settings: dict[str, Any] = {
@@ -114,7 +118,24 @@ class GeminiBackend:
             contents.append(types.Content(role=m.role, parts=parts))
         return contents
 
-    def _once(self, request: VLMRequest) -> str:
+    def _once(self, request: VLMRequest) -> Answer:
+        """One call, bounded as a whole by `retry.timeout`."""
+        return run_with_deadline(
+            lambda: self._call(request), self.retry.timeout, abort=self._abandon_client
+        )
+
+    def _abandon_client(self) -> None:
+        """After a deadline: a fresh client for the next attempt; the old one closes aside."""
+        old = self._client
+        self._client, self._types, self._legacy = _make_client(
+            self.api_key, self.base_url, self.retry.timeout
+        )
+        close = getattr(old, "close", None)
+        if callable(close):
+            # NOTE: closing may wait for the blocked read it ends; do not make the caller wait.
+            threading.Thread(target=close, name="car-jax-close-client", daemon=True).start()
+
+    def _call(self, request: VLMRequest) -> Answer:
         if self._legacy:
             return _legacy_once(self, request)
         from google.genai import errors
@@ -149,13 +170,10 @@ class GeminiBackend:
                 kind = "timed out" if "Timeout" in type(err).__name__ else "connection error"
                 raise TransientError(f"{kind} ({type(err).__name__}: {err})") from None
             raise
-        try:
-            return response.text or ""
-        except (ValueError, AttributeError):
-            return ""
+        return _answer(response)
 
-    def complete(self, request: VLMRequest) -> str:
-        """The model's answer text; transient faults retried per `self.retry`."""
+    def complete(self, request: VLMRequest) -> Answer:
+        """The model's answer; transient faults retried per `self.retry`."""
         where = f" at {self.base_url}" if self.base_url else ""
         return call_with_retries(
             lambda: self._once(request),
@@ -188,7 +206,36 @@ def _make_client(api_key: str, base_url: str | None, timeout: float) -> tuple[An
     return legacy, None, True
 
 
-def _legacy_once(backend: GeminiBackend, request: VLMRequest) -> str:
+def _reason(value: Any) -> str:
+    """An SDK enum (FinishReason.MAX_TOKENS, BlockReason.SAFETY) or string as its bare name."""
+    if value is None:
+        return ""
+    name = getattr(value, "name", None)
+    text = name if isinstance(name, str) else str(value)
+    return text.rsplit(".", 1)[-1]
+
+
+def _answer(response: Any) -> Answer:
+    """Text, finish reason and prompt block reason of a generate_content response."""
+    candidates = getattr(response, "candidates", None) or []
+    finish = _reason(getattr(candidates[0], "finish_reason", None)) if candidates else ""
+    feedback = getattr(response, "prompt_feedback", None)
+    blocked = _reason(getattr(feedback, "block_reason", None)) if feedback is not None else ""
+    if blocked in ("BLOCK_REASON_UNSPECIFIED", "0"):
+        blocked = ""
+    message = getattr(feedback, "block_reason_message", None) if feedback is not None else None
+    if blocked and message:
+        blocked = f"{blocked}: {message}"
+    text = ""
+    if candidates:
+        try:
+            text = response.text or ""
+        except (ValueError, AttributeError):  # no text part (blocked, empty candidate)
+            text = ""
+    return Answer(text=text, finish=finish, blocked=blocked)
+
+
+def _legacy_once(backend: GeminiBackend, request: VLMRequest) -> Answer:
     """One call through google-generativeai (no JSON schema there: JSON mime type only)."""
     legacy = backend._client
     contents = []
@@ -214,7 +261,4 @@ def _legacy_once(backend: GeminiBackend, request: VLMRequest) -> str:
         if code in RETRY_STATUSES or _is_transport_error(err):
             raise TransientError(f"{type(err).__name__}: {err}") from None
         raise BackendError(f"gemini (google-generativeai): {type(err).__name__}: {err}") from None
-    try:
-        return response.text or ""
-    except (ValueError, AttributeError):
-        return ""
+    return _answer(response)

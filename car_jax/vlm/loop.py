@@ -1,25 +1,26 @@
 """Stage 1: images -> task and sub-tasks -> DSL programs -> compile check -> verify -> feedback.
 
-`generate_spec` runs the whole conversation for one task and writes every turn to a run folder;
-`make_verifier` builds the stage-2 verifier it calls (rollouts collected once, on first use).
+`generate_spec` runs the steps for one task: `_describe` (both images -> the task and its
+ordered sub-tasks), then `_program_rounds` (programs, judged by `_judge_round`: parsed, matched
+to the sub-tasks, compile-checked, verified; what failed goes back as feedback). The
+conversation itself is `dialogue.Dialogue`, the run folder `record.RunFolder`, the images
+`images.task_images`. `make_verifier` builds the stage-2 verifier it calls.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from car_jax.errors import UserError
-from car_jax.vlm.base import Message, VLMBackend, VLMRequest, sha256_hex
+from car_jax.vlm.base import VLMBackend
 from car_jax.vlm.cache import CachedBackend, ResponseCache
+from car_jax.vlm.coverage import Coverage, fit_to_subtasks
+from car_jax.vlm.dialogue import Dialogue
+from car_jax.vlm.images import png_bytes, task_images
 from car_jax.vlm.prompts import (
     DESCRIBE_SCHEMA,
     PROGRAMS_SCHEMA,
@@ -33,6 +34,16 @@ from car_jax.vlm.prompts import (
     render_template,
     schema_text,
 )
+from car_jax.vlm.record import RunFolder, generation_summary, spec_text
+
+__all__ = [
+    "GenerationResult",
+    "RoundRecord",
+    "generate_spec",
+    "make_verifier",
+    "png_bytes",
+    "task_images",
+]
 
 Verifier = Callable[[Any], Any]  # RewardSpec -> verdict-like (.passed, .feedback())
 
@@ -52,6 +63,10 @@ class RoundRecord:
     cached: bool = False
     label: str | None = None  # e.g. "hand-written reference programs, not model output"
     folder: str | None = None
+    finish: str = ""  # the backend's finish reason ("STOP", "MAX_TOKENS", "SAFETY", "length")
+    blocked: str = ""  # why the request was blocked, if it was
+    coverage: Coverage | None = None  # how the programs matched the sub-tasks (program rounds)
+    cut_off: str = ""  # why the answer is incomplete (blocked, token limit), "" when it is not
 
     @property
     def score(self) -> tuple[int, int, int]:
@@ -75,10 +90,16 @@ class GenerationResult:
     run_dir: Path | None
     calls: int  # requests that reached the backend
     cache_hits: int
+    final_verdict: Any = None  # the best spec's verdict from the final check (see generate_spec)
+    final_error: str | None = None  # why the final check could not run, if it could not
 
     @property
     def passed(self) -> bool:
-        """True when some round's spec compiled and passed verification."""
+        """True when the best spec compiled and passed the final verification."""
+        if self.final_error:
+            return False
+        if self.final_verdict is not None:
+            return bool(getattr(self.final_verdict, "passed", False))
         return self.best is not None and self.best.passed
 
     @property
@@ -88,7 +109,9 @@ class GenerationResult:
 
     @property
     def verdict(self) -> Any:
-        """The verdict of the best round (None when nothing reached verification)."""
+        """The final verdict of the best spec (None when nothing reached verification)."""
+        if self.final_verdict is not None:
+            return self.final_verdict
         return None if self.best is None else self.best.verdict
 
     @property
@@ -111,6 +134,12 @@ class GenerationResult:
         ]
         for label in self.labels:
             lines.append(f"answers: {label}")
+        for r in rounds:
+            if r.coverage is not None and r.coverage.kind == "merged":
+                lines.append(f"{r.folder}: {r.coverage.sentence()}")
+        lines += [f"{r.folder}: {r.cut_off}" for r in self.records if r.cut_off]
+        if self.final_error:
+            lines.append(f"final verification failed: {self.final_error}")
         if self.best is not None and self.best.spec is not None:
             lines.append(
                 f"best: round {self.best.round}, programs: "
@@ -124,80 +153,6 @@ class GenerationResult:
         if self.run_dir is not None:
             lines.append(f"records: {self.run_dir}")
         return "\n".join(lines)
-
-
-# --- records ---------------------------------------------------------------------------------
-class _Recorder:
-    """Writes the run folder as the conversation goes (nothing when `root` is None)."""
-
-    def __init__(self, root: Path | None):
-        self.root = root
-        if root is not None:
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise UserError(f"cannot create run folder {str(root)!r}: {err}") from None
-
-    def write(self, rel: str, data: str | bytes | dict | list) -> None:
-        if self.root is None:
-            return
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(data, bytes):
-            path.write_bytes(data)
-        elif isinstance(data, dict | list):
-            path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        else:
-            path.write_text(data)
-
-
-def _verdict_json(verdict: Any) -> str | None:
-    to_json = getattr(verdict, "to_json", None)
-    if to_json is None:
-        return None
-    out = to_json()
-    return out if isinstance(out, str) else json.dumps(out, indent=2, default=str)
-
-
-def _spec_text(spec: Any) -> str:
-    try:
-        return spec.to_source()
-    except Exception:  # a spec the DSL refuses may not render; keep its sources anyway
-        body = "\n\n".join(p.source for p in spec.programs)
-        return f'"""{spec.task}"""\n\n{body}\n'
-
-
-def _feedback_text(verdict: Any) -> str:
-    fb = getattr(verdict, "feedback", None)
-    return fb() if callable(fb) else str(fb or "verification failed")
-
-
-# --- images ----------------------------------------------------------------------------------
-def png_bytes(image: np.ndarray) -> bytes:
-    """A uint8 H x W x 3 array as PNG bytes."""
-    from PIL import Image
-
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] not in (3, 4):
-        raise UserError(
-            f"task render must be a uint8 H x W x 3 image, got {arr.dtype} {tuple(arr.shape)}"
-        )
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def task_images(task: Any, seed: int = 0) -> tuple[bytes, bytes]:
-    """PNGs of the task's initial state and of the goal state reached by its expert."""
-    import jax
-
-    key = jax.random.key(seed)
-    initial = png_bytes(task.render(task.initial_state(key)))
-    try:
-        goal_state = task.goal_state(key)
-    except Exception as err:
-        raise UserError(f"cannot make a goal image for {task.id!r}: {err}") from None
-    return initial, png_bytes(task.render(goal_state))
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -224,7 +179,8 @@ def generate_spec(
       mode: the program input mode.
       backend: a `VLMBackend`.
       verifier: `spec -> verdict` with `.passed` and `.feedback()`; called only on specs that
-        compile (see `make_verifier`).
+        compile (see `make_verifier`). When it has a `.final` method, that gives the reported
+        verdict of the best spec (e.g. on held-out rollouts).
       rounds: program answers at most (the first plus `rounds - 1` revisions); the describe step
         gets as many attempts.
       run_dir: where every prompt, image, answer, parsed spec, compile error and verdict is
@@ -238,142 +194,39 @@ def generate_spec(
       A GenerationResult; `.passed` tells whether a spec verified. Bad answers never raise: they
       become the next feedback round. Backend failures raise `BackendError` (a UserError).
     """
-    from car_jax.spec import check_spec
-
     if rounds < 1:
         raise UserError(f"--rounds must be at least 1, got {rounds}")
     say = progress or (lambda _msg: None)
-    rec = _Recorder(Path(run_dir) if run_dir is not None else None)
+    folder = RunFolder(Path(run_dir) if run_dir is not None else None)
     client = CachedBackend(backend, cache)
-    inputs = task.inputs(mode)
-    constants = task.constants(mode)
+    dialogue = Dialogue(
+        client, folder, task_id=task.id, mode=mode, rounds=rounds, prompt_dir=prompt_dir
+    )
     environment = task.describe() or "(no description given)"
-    if dsl_reference is None:
-        from car_jax.dsl import reference_markdown
-
-        dsl_reference = reference_markdown()
     if images is None:
         images = task_images(task, seed)
-    rec.write("initial.png", images[0])
-    rec.write("goal.png", images[1])
+    folder.write("initial.png", images[0])
+    folder.write("goal.png", images[1])
 
     records: list[RoundRecord] = []
-    messages: list[Message] = []
-    conversation: list[str] = []
-
-    def ask(text: str, step: str, rnd: int, schema: dict, schema_name: str, imgs=()) -> RoundRecord:
-        messages.append(Message("user", text, tuple(imgs)))
-        request = VLMRequest(
-            messages=tuple(messages),
-            schema=schema,
-            schema_name=schema_name,
-            task_id=task.id,
-            mode=mode,
-            step=step,
-            round=rnd,
-        )
-        folder = f"{len(records) + 1:02d}-{step}"
-        rec.write(f"{folder}/prompt.md", text)
-        t0 = time.perf_counter()
-        answer = client.complete(request)
-        elapsed = time.perf_counter() - t0
-        messages.append(Message("model", answer))
-        label = getattr(client, "last_label", None) if backend.name == "replay" else None
-        r = RoundRecord(step, rnd, answer, cached=client.last_was_hit, label=label, folder=folder)
-        records.append(r)
-        rec.write(f"{folder}/answer.txt", answer)
-        rec.write(
-            f"{folder}/request.json",
-            {
-                "backend": backend.name,
-                "model": backend.model,
-                "settings": backend.settings,
-                "step": step,
-                "round": rnd,
-                "schema_name": schema_name,
-                "images": [
-                    {"sha256": sha256_hex(i), "file": n}
-                    for i, n in zip(imgs, ("../initial.png", "../goal.png"))
-                ],
-                "messages_in_conversation": len(messages) - 1,
-                "cached": r.cached,
-                "seconds": round(elapsed, 3),
-                "label": label,
-                "replay_file": getattr(client, "last_file", None)
-                if backend.name == "replay"
-                else None,
-            },
-        )
-        conversation.append(f"## user ({folder})\n\n{text}\n\n## model\n\n{answer}\n")
-        rec.write("conversation.md", "\n".join(conversation))
-        return r
-
-    def feedback_prompt(problems: list[str], attempt: int, schema: dict) -> str:
-        body = "\n".join(
-            p if p.lstrip().startswith("-") or "\n" in p else f"- {p}" for p in problems
-        )
-        return render_template(
-            "feedback",
-            {
-                "round": attempt,
-                "rounds_left": rounds - attempt,
-                "problems": body,
-                "answer_schema": schema_text(schema),
-            },
-            prompt_dir,
-        )
-
-    # 1. DESCRIBE: both images -> task sentence and ordered sub-tasks
-    description: TaskDescription | None = None
-    text = render_template(
-        "describe",
-        {"environment": environment, "answer_schema": schema_text(DESCRIBE_SCHEMA)},
-        prompt_dir,
-    )
-    for attempt in range(1, rounds + 1):
-        imgs = images if attempt == 1 else ()
-        r = ask(text, "describe", attempt, DESCRIBE_SCHEMA, "task_description", imgs)
-        try:
-            description = parse_describe(r.answer)
-        except AnswerError as err:
-            r.problems = err.problems
-            rec.write(f"{r.folder}/problems.md", "\n".join(f"- {p}" for p in err.problems) + "\n")
-            say(f"describe {attempt}/{rounds}: unusable answer: {err.problems[0]}")
-            text = feedback_prompt(err.problems, attempt, DESCRIBE_SCHEMA)
-            continue
-        rec.write(f"{r.folder}/description.json", description.to_json())
-        r.passed = True
-        say(f"describe: {description.task} ({len(description.subtasks)} sub-tasks)")
-        break
-
-    best: RoundRecord | None = None
+    description = _describe(dialogue, records, environment, images, say)
+    best = None
     if description is not None:
-        # 2. PROGRAMS, then 3. FEEDBACK rounds
-        text = render_template(
-            "program",
-            {
-                "task": description.task,
-                "subtasks": format_subtasks(description),
-                "environment": environment,
-                "mode": mode,
-                "inputs": format_inputs(inputs),
-                "constants": format_constants(constants),
-                "dsl_reference": dsl_reference,
-                "answer_schema": schema_text(PROGRAMS_SCHEMA),
-            },
-            prompt_dir,
+        best = _program_rounds(
+            dialogue, records, task, mode, description, environment, verifier, dsl_reference, say
         )
-        for rnd in range(1, rounds + 1):
-            step = "program" if rnd == 1 else "feedback"
-            r = ask(text, step, rnd, PROGRAMS_SCHEMA, "reward_programs")
-            _judge_round(r, description, check_spec, inputs, constants, verifier, rec)
-            if best is None or r.score >= best.score:
-                best = r
-            if r.passed:
-                say(f"round {rnd}/{rounds}: verified")
-                break
-            say(f"round {rnd}/{rounds}: {_one_line(r)}")
-            text = feedback_prompt(r.problems, rnd, PROGRAMS_SCHEMA)
+
+    # FINAL VERDICT: the one place where the run's verdict is decided. The verifier's `final`
+    # (when it has one) checks the best spec on its own rollouts; otherwise the verifier itself.
+    final_verdict, final_error = None, None
+    if best is not None and best.verdict is not None:
+        try:
+            final_verdict = getattr(verifier, "final", verifier)(best.spec)
+        except UserError:
+            raise
+        except Exception as err:  # keep every round's records; the run is just not verified
+            folder.write("final_verifier_error.txt", traceback.format_exc())
+            final_error = f"{type(err).__name__}: {err}"
 
     result = GenerationResult(
         task_id=task.id,
@@ -383,43 +236,126 @@ def generate_spec(
         description=description,
         records=records,
         best=best,
-        run_dir=rec.root,
+        run_dir=folder.root,
         calls=client.calls,
         cache_hits=client.hits,
+        final_verdict=final_verdict,
+        final_error=final_error,
     )
     if best is not None and best.spec is not None:
-        rec.write("spec.py", _spec_text(best.spec))
-        vj = _verdict_json(best.verdict) if best.verdict is not None else None
-        if vj is not None:
-            rec.write("verdict.json", vj)
-    rec.write(
-        "generation.json",
-        {
-            "task": task.id,
-            "mode": mode,
-            "backend": backend.name,
-            "model": backend.model,
-            "settings": backend.settings,
-            "passed": result.passed,
-            "best_round": best.round if best is not None else None,
-            "best_folder": best.folder if best is not None else None,
-            "calls": result.calls,
-            "cache_hits": result.cache_hits,
-            "labels": result.labels,
-            "rounds": [
-                {
-                    "folder": r.folder,
-                    "step": r.step,
-                    "round": r.round,
-                    "passed": r.passed,
-                    "cached": r.cached,
-                    "problems": r.problems,
-                }
-                for r in records
-            ],
-        },
-    )
+        folder.write("spec.py", spec_text(best.spec))
+        if result.verdict is not None:
+            folder.write_verdict("", result.verdict)
+    folder.write("generation.json", generation_summary(result, backend))
     return result
+
+
+def _record(
+    dialogue: Dialogue, records: list[RoundRecord], step: str, rnd: int, **ask
+) -> RoundRecord:
+    """Ask one turn and keep its RoundRecord."""
+    name, answer = dialogue.ask(step=step, round=rnd, **ask)
+    r = RoundRecord(
+        step,
+        rnd,
+        answer.text,
+        cached=dialogue.client.last_was_hit,
+        label=dialogue.last_label,
+        folder=name,
+        finish=answer.finish,
+        blocked=answer.blocked,
+        cut_off=answer.stop_reason,
+    )
+    records.append(r)
+    return r
+
+
+def _describe(
+    dialogue: Dialogue,
+    records: list[RoundRecord],
+    environment: str,
+    images: tuple[bytes, bytes],
+    say: Callable[[str], None],
+) -> TaskDescription | None:
+    """Step 1: both images -> the task sentence and its ordered sub-tasks (None if never parsed)."""
+    text = render_template(
+        "describe",
+        {"environment": environment, "answer_schema": schema_text(DESCRIBE_SCHEMA)},
+        dialogue.prompt_dir,
+    )
+    rounds = dialogue.rounds
+    for attempt in range(1, rounds + 1):
+        imgs = images if attempt == 1 else ()
+        r = _record(
+            dialogue, records, "describe", attempt, text=text, schema=DESCRIBE_SCHEMA,
+            schema_name="task_description", images=imgs,
+        )  # fmt: skip
+        try:
+            description = parse_describe(r.answer, r.cut_off)
+        except AnswerError as err:
+            r.problems = err.problems
+            dialogue.folder.write_problems(r.folder, r.problems)
+            say(f"describe {attempt}/{rounds}: unusable answer: {err.problems[0]}")
+            text = dialogue.feedback_prompt(err.problems, attempt, DESCRIBE_SCHEMA)
+            continue
+        dialogue.folder.write(f"{r.folder}/description.json", description.to_json())
+        r.passed = True
+        say(f"describe: {description.task} ({len(description.subtasks)} sub-tasks)")
+        return description
+    return None
+
+
+def _program_rounds(
+    dialogue: Dialogue,
+    records: list[RoundRecord],
+    task: Any,
+    mode: str,
+    description: TaskDescription,
+    environment: str,
+    verifier: Verifier,
+    dsl_reference: str | None,
+    say: Callable[[str], None],
+) -> RoundRecord | None:
+    """Steps 2 and 3: programs, then feedback rounds until they verify; the best round."""
+    if dsl_reference is None:
+        from car_jax.dsl import reference_markdown
+
+        dsl_reference = reference_markdown()
+    inputs, constants = task.inputs(mode), task.constants(mode)
+    text = render_template(
+        "program",
+        {
+            "task": description.task,
+            "subtasks": format_subtasks(description),
+            "environment": environment,
+            "mode": mode,
+            "inputs": format_inputs(inputs),
+            "constants": format_constants(constants),
+            "dsl_reference": dsl_reference,
+            "answer_schema": schema_text(PROGRAMS_SCHEMA),
+        },
+        dialogue.prompt_dir,
+    )
+    best: RoundRecord | None = None
+    rounds = dialogue.rounds
+    for rnd in range(1, rounds + 1):
+        step = "program" if rnd == 1 else "feedback"
+        r = _record(
+            dialogue, records, step, rnd, text=text, schema=PROGRAMS_SCHEMA,
+            schema_name="reward_programs",
+        )  # fmt: skip
+        previous = next((p for p in reversed(records[:-1]) if p.spec is not None), None)
+        _judge_round(r, description, previous, inputs, constants, verifier, dialogue.folder)
+        if best is None or r.score >= best.score:
+            best = r
+        if r.coverage is not None and r.coverage.kind == "merged":
+            say(f"round {rnd}/{rounds}: {r.coverage.sentence()}")
+        if r.passed:
+            say(f"round {rnd}/{rounds}: verified")
+            break
+        say(f"round {rnd}/{rounds}: {_one_line(r)}")
+        text = dialogue.feedback_prompt(r.problems, rnd, PROGRAMS_SCHEMA)
+    return best
 
 
 def _compile_problem(errors: list[str]) -> str:
@@ -436,54 +372,65 @@ def _one_line(r: RoundRecord) -> str:
     return "verification failed" + (f" for {', '.join(failed)}" if failed else "")
 
 
-def _judge_round(r, description, check_spec, inputs, constants, verifier, rec) -> None:
-    """Parse, compile-check and verify one program answer; fill `r` and write its records."""
+def _judge_round(
+    r: RoundRecord,
+    description: TaskDescription,
+    previous: RoundRecord | None,
+    inputs: Any,
+    constants: Any,
+    verifier: Verifier,
+    folder: RunFolder,
+) -> None:
+    """Parse, match to the sub-tasks, compile-check and verify one program answer; fill `r`."""
     from car_jax.dsl import DSLCompileError
+    from car_jax.spec import check_spec
+
+    def refuse(problems: list[str]) -> None:
+        r.problems = problems
+        folder.write_problems(r.folder, problems)
 
     try:
-        r.spec = parse_programs(r.answer, description.task)
+        answered = parse_programs(r.answer, description.task, r.cut_off)
+        r.coverage = fit_to_subtasks(
+            answered,
+            [name for name, _ in description.subtasks],
+            previous.spec if previous is not None else None,
+            previous.folder if previous is not None else None,
+        )
     except AnswerError as err:
-        r.problems = err.problems
-        rec.write(f"{r.folder}/problems.md", "\n".join(f"- {p}" for p in r.problems) + "\n")
-        return
-    rec.write(f"{r.folder}/spec.py", _spec_text(r.spec))
+        return refuse(err.problems)
+    r.spec = r.coverage.spec
+    folder.write(f"{r.folder}/coverage.json", r.coverage.to_json())
+    folder.write(f"{r.folder}/spec.py", spec_text(r.spec))
     try:
         errors = check_spec(r.spec, inputs, constants)
     except DSLCompileError as err:
         errors = list(err.errors)
+    if not errors:
+        try:
+            verdict = verifier(r.spec)
+        except DSLCompileError as err:
+            errors = list(err.errors)
+        except UserError:
+            raise  # bad rollout settings etc.: the user's to fix, not the model's
+        except Exception as err:
+            # A program that compiles but breaks evaluation must not end the run: tell the model.
+            folder.write(f"{r.folder}/verifier_error.txt", traceback.format_exc())
+            return refuse([f"evaluating the programs failed: {type(err).__name__}: {err}"])
     if errors:
         r.compile_errors = [str(e) for e in errors]
-        r.problems = [_compile_problem(r.compile_errors)]
-        rec.write(f"{r.folder}/compile_errors.txt", "\n".join(r.compile_errors) + "\n")
-        rec.write(f"{r.folder}/problems.md", "\n".join(r.problems) + "\n")
-        return
-    try:
-        verdict = verifier(r.spec)
-    except DSLCompileError as err:
-        r.compile_errors = [str(e) for e in err.errors]
-        r.problems = [_compile_problem(r.compile_errors)]
-        rec.write(f"{r.folder}/compile_errors.txt", "\n".join(r.compile_errors) + "\n")
-        rec.write(f"{r.folder}/problems.md", "\n".join(r.problems) + "\n")
-        return
-    except UserError:
-        raise  # bad rollout settings etc.: the user's to fix, not the model's
-    except Exception as err:
-        # A program that compiles but breaks evaluation must not end the run: tell the model.
-        rec.write(f"{r.folder}/verifier_error.txt", traceback.format_exc())
-        r.problems = [f"evaluating the programs failed: {type(err).__name__}: {err}"]
-        rec.write(f"{r.folder}/problems.md", "\n".join(f"- {p}" for p in r.problems) + "\n")
-        return
+        folder.write(f"{r.folder}/compile_errors.txt", "\n".join(r.compile_errors) + "\n")
+        return refuse([_compile_problem(r.compile_errors)])
     r.verdict = verdict
     r.passed = bool(getattr(verdict, "passed", False))
-    vj = _verdict_json(verdict)
-    if vj is not None:
-        rec.write(f"{r.folder}/verdict.json", vj)
-    md = getattr(verdict, "to_markdown", None)
-    if callable(md):
-        rec.write(f"{r.folder}/verdict.md", md())
+    folder.write_verdict(r.folder, verdict)
     if not r.passed:
-        r.problems = [_feedback_text(verdict)]
-        rec.write(f"{r.folder}/problems.md", r.problems[0] + "\n")
+        refuse([_feedback_text(verdict)])
+
+
+def _feedback_text(verdict: Any) -> str:
+    fb = getattr(verdict, "feedback", None)
+    return fb() if callable(fb) else str(fb or "verification failed")
 
 
 # --- the stage-2 verifier ---------------------------------------------------------------------

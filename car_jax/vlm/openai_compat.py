@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import os
+import socket
+import threading
 import urllib.error
 import urllib.request
 from typing import Any
 
-from car_jax.vlm.base import VLMRequest
+from car_jax.vlm.base import Answer, VLMRequest, check_base_url
 from car_jax.vlm.retry import (
     RETRY_STATUSES,
     BackendError,
@@ -17,6 +21,7 @@ from car_jax.vlm.retry import (
     TransientError,
     call_with_retries,
     parse_retry_after,
+    run_with_deadline,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -70,11 +75,7 @@ class OpenAIBackend:
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
         )
-        if not self.base_url.startswith(("http://", "https://")):
-            raise BackendError(
-                f"openai: base URL {self.base_url!r} must start with http:// or https:// "
-                "(e.g. http://localhost:8000/v1)"
-            )
+        check_base_url("openai", self.base_url, "http://localhost:8000/v1")
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         if not self.api_key and self.base_url == DEFAULT_BASE_URL:
             raise BackendError(
@@ -128,14 +129,24 @@ class OpenAIBackend:
             }
         return body
 
-    def _post_once(self, body: dict[str, Any]) -> str:
+    def _post_once(self, body: dict[str, Any]) -> Answer:
+        """One POST, bounded as a whole by `retry.timeout`."""
+        connections = _Connections()
+        return run_with_deadline(
+            lambda: self._post(body, connections), self.retry.timeout, abort=connections.close
+        )
+
+    def _post(self, body: dict[str, Any], connections: _Connections) -> Answer:
         data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+        opener = urllib.request.build_opener(
+            _TrackedHTTPHandler(connections), _TrackedHTTPSHandler(connections)
+        )
         try:
-            with urllib.request.urlopen(req, timeout=self.retry.timeout) as resp:
+            with opener.open(req, timeout=self.retry.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as err:
             raw = err.read() if err.fp is not None else b""
@@ -163,11 +174,11 @@ class OpenAIBackend:
             if isinstance(reason, TimeoutError):
                 raise TransientError(f"timed out after {self.retry.timeout:g} s") from None
             raise TransientError(f"cannot reach {self.url}: {reason}") from None
-        except (ConnectionError, OSError) as err:
+        except (ConnectionError, OSError, http.client.HTTPException) as err:
             raise TransientError(f"connection error talking to {self.url}: {err}") from None
-        return self._answer_text(raw)
+        return self._answer(raw)
 
-    def _answer_text(self, raw: bytes) -> str:
+    def _answer(self, raw: bytes) -> Answer:
         try:
             data = json.loads(raw)
         except ValueError:
@@ -183,12 +194,17 @@ class OpenAIBackend:
             ) from None
         if isinstance(content, list):  # some servers return content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return content or ""
+        refusal = choice["message"].get("refusal")
+        return Answer(
+            text=content if isinstance(content, str) else "",
+            finish=str(choice.get("finish_reason") or ""),
+            blocked=f"refusal: {refusal}" if refusal else "",
+        )
 
-    def complete(self, request: VLMRequest) -> str:
-        """The assistant's answer text; transient faults retried per `self.retry`."""
+    def complete(self, request: VLMRequest) -> Answer:
+        """The assistant's answer; transient faults retried per `self.retry`."""
 
-        def attempt() -> str:
+        def attempt() -> Answer:
             try:
                 return self._post_once(self._body(request, self.structured_output))
             except _NoStructuredOutput:
@@ -203,3 +219,60 @@ class OpenAIBackend:
 
 class _NoStructuredOutput(Exception):
     """The server refused `response_format`."""
+
+
+class _Connections:
+    """The HTTP connections one request opened, so that a deadline can close them."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._open: list[http.client.HTTPConnection] = []
+        self.closed = False
+
+    def track(self, cls: type[http.client.HTTPConnection]):
+        """A factory making `cls` connections that this object remembers."""
+
+        def make(host: str, **kw: Any) -> http.client.HTTPConnection:
+            conn = cls(host, **kw)
+            with self._lock:
+                self._open.append(conn)
+            return conn
+
+        return make
+
+    def close(self) -> None:
+        """Shut down every socket so that a blocked read returns at once."""
+        with self._lock:
+            self.closed = True
+            conns = list(self._open)
+        for conn in conns:
+            # NOTE: shutdown only: conn.close() would wait for the reader's buffer lock, held by
+            # the blocked read we are trying to end.
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class _TrackedHTTPHandler(urllib.request.HTTPHandler):
+    """urllib's HTTP handler, with connections that a deadline can close."""
+
+    def __init__(self, connections: _Connections):
+        super().__init__()
+        self.connections = connections
+
+    def http_open(self, req):  # urllib's handler naming
+        return self.do_open(self.connections.track(http.client.HTTPConnection), req)
+
+
+class _TrackedHTTPSHandler(urllib.request.HTTPSHandler):
+    """urllib's HTTPS handler, with connections that a deadline can close."""
+
+    def __init__(self, connections: _Connections):
+        super().__init__()
+        self.connections = connections
+
+    def https_open(self, req):  # urllib's handler naming
+        return self.do_open(
+            self.connections.track(http.client.HTTPSConnection), req, context=self._context
+        )

@@ -190,30 +190,69 @@ def schema_text(schema: Mapping[str, Any]) -> str:
 
 
 # --- answers ---------------------------------------------------------------------------------
-def parse_json_answer(text: str) -> Any:
-    """The JSON value in an answer: the whole text, a ```json fence, or the outermost {...}."""
+def parse_json_answer(text: str, cut_off: str = "") -> Any:
+    """The JSON value in an answer: the whole text, a ```json fence, or the outermost {...}.
+
+    `cut_off` says why the answer is incomplete when the backend told so (e.g. "the answer was
+    cut off by the output token limit (finish reason MAX_TOKENS)"); a JSON error then says that
+    rather than only where the JSON broke.
+    """
     if not isinstance(text, str) or not text.strip():
-        raise AnswerError(["the answer was empty; answer with one JSON object"])
-    candidates = [text.strip()]
-    fence = re.search(r"```(?:json)?\s*\n(.*?)```", text, re.DOTALL)
+        why = f" ({cut_off})" if cut_off else ""
+        raise AnswerError([f"the answer was empty{why}; answer with one JSON object"])
+    # (where the candidate starts in `text`, what the candidate is called, the candidate)
+    candidates = [(len(text) - len(text.lstrip()), "the answer", text.strip())]
+    fence = re.search(r"```(?:json)?[ \t]*\n(.*?)(?:```|\Z)", text, re.DOTALL)
     if fence:
-        candidates.append(fence.group(1).strip())
+        body = fence.group(1)
+        start = fence.start(1) + len(body) - len(body.lstrip())
+        candidates.append((start, "the ```json block", body.strip()))
     first, last = text.find("{"), text.rfind("}")
     if 0 <= first < last:
-        candidates.append(text[first : last + 1])
-    err: json.JSONDecodeError | None = None
-    for c in candidates:
+        candidates.append((first, "the {...} part", text[first : last + 1]))
+    for _, _, c in candidates:
         try:
             return json.loads(c)
-        except json.JSONDecodeError as e:
-            err = err or e
-    snippet = " ".join(text.split())[:120]
-    raise AnswerError(
-        [
-            f"the answer is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
-            f"it began: {snippet!r}. Answer with one JSON object and nothing else"
-        ]
+        except json.JSONDecodeError:
+            pass
+    # Report the most specific candidate: the fenced block, else the {...} span, else the text.
+    start, where, body = candidates[1] if fence else candidates[-1]
+    err = _decode_error(body)
+    pos = start + err.pos
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    near = text[max(0, pos - 40) : pos + 20]
+    msg = err.msg.removesuffix(" at")  # "Invalid control character at"
+    place = f"{msg} at line {line}, column {col} of the answer ({where})"
+    if cut_off:
+        return _raise(
+            f"{cut_off} after {len(text)} characters, so its JSON is incomplete ({place}). "
+            "Answer more briefly: shorter descriptions and programs, one JSON object only"
+        )
+    if err.pos >= len(body.rstrip()) - 1 or err.msg.startswith("Unterminated string"):
+        return _raise(
+            f"the JSON ends before it is complete ({place}); was the answer cut off? Answer "
+            "with one complete JSON object and nothing else"
+        )
+    hint = ""
+    if "control character" in err.msg:
+        hint = " (a line break or tab inside a JSON string must be written as \\n or \\t)"
+    return _raise(
+        f"the answer is not valid JSON: {place}{hint}, near {near!r}. Answer with one JSON "
+        "object and nothing else"
     )
+
+
+def _decode_error(text: str) -> json.JSONDecodeError:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as err:
+        return err
+    raise AssertionError("text parsed")  # callers pass text that failed to parse
+
+
+def _raise(problem: str):
+    raise AnswerError([problem])
 
 
 def _need_str(obj: Mapping[str, Any], key: str, where: str, problems: list[str]) -> str:
@@ -229,9 +268,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def parse_describe(text: str) -> TaskDescription:
+def parse_describe(text: str, cut_off: str = "") -> TaskDescription:
     """The describe answer -> TaskDescription; every problem found is listed in AnswerError."""
-    data = parse_json_answer(text)
+    data = parse_json_answer(text, cut_off)
     if not isinstance(data, dict):
         raise AnswerError([f"the answer must be a JSON object, got {type(data).__name__}"])
     problems: list[str] = []
@@ -263,12 +302,16 @@ def parse_describe(text: str) -> TaskDescription:
     return TaskDescription(task=task, subtasks=tuple(pairs))
 
 
-def parse_programs(text: str, task: str):
-    """The program answer -> RewardSpec (not yet compiled); problems listed in AnswerError."""
+def parse_programs(text: str, task: str, cut_off: str = ""):
+    """The program answer -> RewardSpec (not yet compiled); problems listed in AnswerError.
+
+    The programs are those the answer holds; whether they cover the described sub-tasks is
+    `car_jax.vlm.coverage.fit_to_subtasks`'s question.
+    """
     from car_jax.dsl import DSLCompileError
     from car_jax.spec import Program, RewardSpec
 
-    data = parse_json_answer(text)
+    data = parse_json_answer(text, cut_off)
     if not isinstance(data, dict):
         raise AnswerError([f"the answer must be a JSON object, got {type(data).__name__}"])
     items = data.get("programs")

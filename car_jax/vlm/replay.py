@@ -9,7 +9,8 @@ Two kinds of source, searched in order (user folders first, then `prompts/refere
 - a replay script `<dir>/<TaskId>.<mode>/` holding `describe.json` (optional: else taken from
   the reference spec) and `round1.json`, `round2.json`, ...; round n uses the highest
   `round<k>.json` with k <= n. Each file is `{"label": "...", "answer": <JSON object or raw
-  text>}`; raw text is replayed verbatim, so a script can hold broken answers too.
+  text>}`, optionally with `"finish"` (e.g. "MAX_TOKENS") and `"blocked"` (a block reason);
+  raw text is replayed verbatim, so a script can hold broken answers too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from car_jax.errors import UserError
-from car_jax.vlm.base import VLMRequest
+from car_jax.vlm.base import Answer, VLMRequest
 from car_jax.vlm.prompts import PROMPTS_DIR, spec_answers
 
 REFERENCE_DIR = PROMPTS_DIR / "reference"
@@ -86,7 +87,7 @@ class ReplayBackend:
         self.last_file = str(path)
         return json.dumps(describe if request.step == "describe" else programs, indent=2)
 
-    def _script_answer(self, script: Path, request: VLMRequest) -> str | None:
+    def _script_answer(self, script: Path, request: VLMRequest) -> Answer | None:
         if request.step == "describe":
             path = script / "describe.json"
             if not path.is_file():
@@ -115,13 +116,14 @@ class ReplayBackend:
         self.last_label = str(entry.get("label") or f"replay script {path}")
         self.last_file = str(path)
         answer = entry["answer"]
-        return answer if isinstance(answer, str) else json.dumps(answer, indent=2)
+        text = answer if isinstance(answer, str) else json.dumps(answer, indent=2)
+        return Answer(text, str(entry.get("finish", "STOP")), str(entry.get("blocked", "")))
 
-    def complete(self, request: VLMRequest) -> str:
+    def complete(self, request: VLMRequest) -> Answer:
         """The stored answer for (task, mode, step, round)."""
         script = self._script_dir(request.task_id, request.mode)
         if script is not None:
             answer = self._script_answer(script, request)
             if answer is not None:
                 return answer
-        return self._reference_answer(request)
+        return Answer(self._reference_answer(request), "STOP")

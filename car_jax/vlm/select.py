@@ -40,7 +40,12 @@ def add_vlm_arguments(p: argparse.ArgumentParser) -> None:
         help="replay answers from DIR (<Task>.<mode>/roundN.json scripts or <Task>.<mode>.py "
         "specs) before prompts/reference/; repeatable (e.g. prompts/replay)",
     )
-    g.add_argument("--vlm-timeout", type=float, default=120.0, help="seconds per request (120)")
+    g.add_argument(
+        "--vlm-timeout",
+        type=float,
+        default=120.0,
+        help="deadline in seconds for each whole request (120)",
+    )
     g.add_argument("--vlm-attempts", type=int, default=5, help="tries per request (5)")
     g.add_argument("--vlm-temperature", type=float, default=0.2, help="sampling temperature (0.2)")
     g.add_argument("--rounds", type=int, default=3, help="program rounds, feedback included (3)")

@@ -13,12 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class Reply:
-    """One scripted HTTP reply: status, headers, body, and a delay before answering."""
+    """One scripted HTTP reply: status, headers, body, a delay before answering, and `drip`:
+    seconds between body bytes (a server that stays alive by sending one byte at a time)."""
 
     status: int = 200
     body: bytes | str | dict = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0
 
 
 @dataclass
@@ -66,8 +68,14 @@ class LoopbackServer:
                         self.send_header(k, v)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
+                    if not reply.drip:
+                        self.wfile.write(body)
+                    for i in range(len(body) if reply.drip else 0):
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                        if server._stop.wait(reply.drip):
+                            break
+                except (BrokenPipeError, ConnectionResetError, OSError):
                     pass  # the client gave up (timeout tests)
 
             def log_message(self, *args):
@@ -91,20 +99,24 @@ class LoopbackServer:
         self.httpd.server_close()
 
 
-def gemini_reply(text: str) -> Reply:
-    """A generateContent response whose only candidate answers `text`."""
+def gemini_reply(text: str, finish: str = "STOP") -> Reply:
+    """A generateContent response whose only candidate answers `text` (no parts when empty)."""
+    content = {"role": "model", "parts": [{"text": text}] if text else []}
     return Reply(
         200,
         {
-            "candidates": [
-                {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}
-            ],
+            "candidates": [{"content": content, "finishReason": finish}],
             "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1},
         },
     )
 
 
-def openai_reply(text: str) -> Reply:
+def gemini_blocked(reason: str = "SAFETY") -> Reply:
+    """A generateContent response refusing the prompt: no candidates, a block reason."""
+    return Reply(200, {"promptFeedback": {"blockReason": reason}})
+
+
+def openai_reply(text: str, finish: str = "stop") -> Reply:
     """A chat.completion response whose first choice answers `text`."""
     return Reply(
         200,
@@ -117,7 +129,7 @@ def openai_reply(text: str) -> Reply:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "finish_reason": finish,
                 }
             ],
         },

@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from _vlm_loopback import Reply, b64decode_any, gemini_reply, openai_reply
+from _vlm_loopback import Reply, b64decode_any, gemini_blocked, gemini_reply, openai_reply
 
 from car_jax.errors import UserError
 from car_jax.vlm.base import Message, VLMRequest
@@ -57,7 +57,7 @@ def openai(server, **kw) -> OpenAIBackend:
 def test_gemini_sends_both_images_inline_and_the_schema(server):
     server.script.append(gemini_reply('{"x": 7}'))
     answer = gemini(server, retry=policy()).complete(request("the prompt text"))
-    assert json.loads(answer) == {"x": 7}
+    assert json.loads(answer.text) == {"x": 7}
     (seen,) = server.seen
     assert seen.path.endswith("/models/gemini-test-model:generateContent")
     assert seen.headers.get("x-goog-api-key") == "test-key"
@@ -93,7 +93,7 @@ def test_gemini_429_honours_retry_after(server):
     )
     server.script.append(gemini_reply('{"x": 1}'))
     sleeps = Sleeps()
-    assert json.loads(gemini(server, retry=policy(sleeps)).complete(request())) == {"x": 1}
+    assert json.loads(gemini(server, retry=policy(sleeps)).complete(request()).text) == {"x": 1}
     assert sleeps.waits == [2.0]
     assert len(server.seen) == 2
 
@@ -103,7 +103,7 @@ def test_gemini_500_then_success_backs_off(server):
     server.script += [Reply(500, err), Reply(503, err), gemini_reply('{"x": 2}')]
     sleeps = Sleeps()
     b = gemini(server, retry=policy(sleeps, attempts=3, base_delay=0.5, jitter=0.5))
-    assert json.loads(b.complete(request())) == {"x": 2}
+    assert json.loads(b.complete(request()).text) == {"x": 2}
     assert len(sleeps.waits) == 2
     assert 0.25 <= sleeps.waits[0] <= 0.5 and 0.5 <= sleeps.waits[1] <= 1.0  # exponential + jitter
 
@@ -162,7 +162,7 @@ def test_gemini_key_from_google_api_key(monkeypatch, server):
 def test_openai_sends_images_as_data_urls_and_json_schema(server):
     server.script.append(openai_reply('{"x": 3}'))
     b = OpenAIBackend("test-model", server.url + "/v1", api_key="sk-test", retry=policy())
-    assert json.loads(b.complete(request("look"))) == {"x": 3}
+    assert json.loads(b.complete(request("look")).text) == {"x": 3}
     (seen,) = server.seen
     assert seen.path == "/v1/chat/completions"
     assert seen.headers.get("Authorization") == "Bearer sk-test"
@@ -191,7 +191,7 @@ def test_openai_server_without_response_format_is_asked_plainly(server):
     server.script.append(Reply(400, {"error": {"message": "response_format is not supported"}}))
     server.default = lambda _r: openai_reply('{"x": 4}')
     b = openai(server, retry=policy())
-    assert json.loads(b.complete(request())) == {"x": 4}
+    assert json.loads(b.complete(request()).text) == {"x": 4}
     assert "response_format" in server.seen[0].json()
     assert "response_format" not in server.seen[1].json()
     b.complete(request())  # remembered: not asked with response_format again
@@ -203,7 +203,7 @@ def test_openai_429_with_retry_after_then_success(server):
     server.script.append(openai_reply('{"x": 5}'))
     t0 = time.perf_counter()
     b = openai(server, retry=RetryPolicy(attempts=3, timeout=5))  # real sleep
-    assert json.loads(b.complete(request())) == {"x": 5}
+    assert json.loads(b.complete(request()).text) == {"x": 5}
     assert time.perf_counter() - t0 >= 0.95
 
 
@@ -211,7 +211,7 @@ def test_openai_500_then_success(server):
     server.script.append(Reply(500, {"error": {"message": "internal"}}))
     server.script.append(openai_reply('{"x": 6}'))
     sleeps = Sleeps()
-    assert json.loads(openai(server, retry=policy(sleeps)).complete(request())) == {"x": 6}
+    assert json.loads(openai(server, retry=policy(sleeps)).complete(request()).text) == {"x": 6}
     assert len(sleeps.waits) == 1
 
 
@@ -255,3 +255,64 @@ def test_openai_unreachable_endpoint_is_one_clear_line():
 def test_openai_default_endpoint_needs_a_key():
     with pytest.raises(UserError, match="OPENAI_API_KEY is not set"):
         OpenAIBackend()
+
+
+# --- finish and block reasons, whole-request deadline, base URLs, retry lines ----------------
+def test_finish_and_block_reasons_are_kept(server):
+    server.script += [gemini_reply('{"x": ', finish="MAX_TOKENS"), gemini_blocked("SAFETY")]
+    b = gemini(server, retry=policy())
+    cut = b.complete(request())
+    assert (cut.text, cut.finish, cut.truncated) == ('{"x": ', "MAX_TOKENS", True)
+    assert "cut off by the output token limit (finish reason MAX_TOKENS)" in cut.stop_reason
+    blocked = b.complete(request())
+    assert (blocked.text, blocked.blocked) == ("", "SAFETY") and not blocked.cacheable
+    server.script += [openai_reply("", finish="content_filter"), openai_reply('{"x": 1}')]
+    o = openai(server, retry=policy())
+    filtered = o.complete(request())
+    assert filtered.finish == "content_filter" and "finish reason content_filter" in (
+        filtered.stop_reason
+    )
+    ok = o.complete(request())
+    assert ok.finish == "stop" and ok.stop_reason == "" and ok.cacheable
+
+
+@pytest.mark.parametrize("backend", ["gemini", "openai"])
+def test_timeout_is_a_deadline_for_the_whole_request(server, backend):
+    # One byte every 0.2 s never trips a per-read timeout of 1 s; the whole answer takes ~40 s.
+    body = gemini_reply('{"x": 1}').body if backend == "gemini" else openai_reply('{"x": 1}').body
+    server.default = lambda _r: Reply(200, body, drip=0.2)
+    make = gemini if backend == "gemini" else openai
+    t0 = time.perf_counter()
+    with pytest.raises(BackendError) as info:
+        make(server, retry=policy(attempts=1, timeout=1.0)).complete(request())
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 5.0, f"{backend} took {elapsed:.1f} s for a 1 s deadline (~40 s without)"
+    assert "timed out after 1 s (deadline for the whole request)" in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ["gemini", "openai"])
+def test_base_url_without_scheme_is_bad_input(backend):
+    with pytest.raises(UserError) as info:
+        if backend == "gemini":
+            GeminiBackend("m", api_key="k", base_url="localhost:8000")
+        else:
+            OpenAIBackend("m", "localhost:8000/v1")
+    assert not isinstance(info.value, BackendError) and info.value.exit_code == 2
+    assert "'localhost:8000" in str(info.value) and "http://" in str(info.value)
+
+
+def test_each_retry_is_one_line_naming_backend_status_and_wait(server, capsys):
+    server.script += [
+        Reply(429, {"error": {"message": "rate\nlimited"}}, {"Retry-After": "3"}),
+        Reply(503, {"error": {"message": "overloaded"}}),
+        openai_reply('{"x": 1}'),
+    ]
+    b = openai(server, retry=RetryPolicy(attempts=3, timeout=5, base_delay=0.01, sleep=Sleeps()))
+    assert json.loads(b.complete(request()).text) == {"x": 1}
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("openai (") and "HTTP 429" in lines[0] and "rate limited" in lines[0]
+    assert "retrying in 3.0 s (Retry-After) (attempt 2 of 3)" in lines[0]
+    assert "HTTP 503" in lines[1] and "(attempt 3 of 3)" in lines[1]

@@ -4,11 +4,19 @@ spec, the cache makes a second run free, and bad answers become feedback rounds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
-from _vlm_loopback import LoopbackServer, Reply, b64decode_any, gemini_reply, openai_reply
+from _vlm_loopback import (
+    LoopbackServer,
+    Reply,
+    b64decode_any,
+    gemini_blocked,
+    gemini_reply,
+    openai_reply,
+)
 
 import envs
 from car_jax import cli
@@ -35,6 +43,15 @@ SCRIPT = SCRIPT_DIR / f"{TASK_ID}.state"
 def answer(name: str) -> str:
     """The answer JSON text of one file of the DoorKey replay script."""
     return json.dumps(json.loads((SCRIPT / name).read_text())["answer"])
+
+
+def with_source(name: str, source: str, base: str = "round1.json") -> str:
+    """A replay-script program answer with program `name`'s source replaced."""
+    data = json.loads(answer(base))
+    for p in data["programs"]:
+        if p["name"] == name:
+            p["source"] = source
+    return json.dumps(data)
 
 
 @pytest.fixture(scope="module")
@@ -144,19 +161,8 @@ def test_bad_answers_become_feedback_rounds_and_end_non_zero(task, verifier, ima
         openai_reply('{"task": "Open the door.", "subtasks": []}'),  # describe: no sub-tasks
         openai_reply(answer("describe.json")),
         openai_reply('```json\n{"programs": [{"name": "x"}]}\n```'),  # schema mismatch
-        openai_reply(
-            json.dumps(
-                {
-                    "programs": [
-                        {
-                            "name": "bad",
-                            "description": "d",
-                            "source": "def bad(obs):\n    import os\n    return 1",
-                        }
-                    ]
-                }
-            )  # fmt: skip
-        ),  # DSL-refused code
+        openai_reply(with_source("door_open", "def door_open(obs):\n    import os\n    return 1")),
+        # ^ DSL-refused code
         openai_reply(answer("round1.json")),  # compiles, fails verification
     ]
     try:
@@ -178,7 +184,8 @@ def test_bad_answers_become_feedback_rounds_and_end_non_zero(task, verifier, ima
     assert any("`source` must hold" in p for p in p1.problems)
     assert any("E-IMPORT" in e for e in p2.compile_errors)
     assert p3.verdict is not None and not p3.verdict.passed
-    assert result.best is p3 and result.verdict is p3.verdict  # the best verdict reached
+    assert result.best is p3  # the best verdict reached, checked again at the end
+    assert result.verdict.to_json() == p3.verdict.to_json()
     # What went wrong was sent back: each request after a bad answer carries its problems.
     texts = [s.json()["messages"][-1]["content"] for s in server.seen]
     assert "not valid JSON" in texts[1] and "names no sub-tasks" in texts[2]
@@ -304,3 +311,152 @@ def test_cli_generate_unreachable_endpoint_is_one_line(tmp_path, capsys, cheap_c
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3
     assert err[-1].startswith("car-jax generate: error: openai") and "cannot reach" in err[-1]
+
+
+def _programs(*names: str, base: str = "round2.json") -> str:
+    """The answer of replay file `base` holding only the programs `names`."""
+    data = json.loads(answer(base))
+    data["programs"] = [p for p in data["programs"] if p["name"] in names]
+    return json.dumps(data)
+
+
+def _openai_run(task, verifier, images, out, replies, rounds=3, progress=None):
+    server = LoopbackServer()
+    server.script += [openai_reply(r) if isinstance(r, str) else r for r in replies]
+    try:
+        backend = OpenAIBackend("m", server.url + "/v1", retry=RetryPolicy(attempts=1))
+        result = generate_spec(task, "state", backend, verifier, rounds=rounds, run_dir=out,
+                               images=images, progress=progress)  # fmt: skip
+    finally:
+        server.close()
+    return result, server
+
+
+def test_partial_feedback_answer_is_merged_by_name(task, verifier, images, tmp_path):
+    said = []
+    # Round 1: all three programs, two wrong. Round 2: only the two corrected ones.
+    result, _ = _openai_run(
+        task, verifier, images, tmp_path,
+        [answer("describe.json"), answer("round1.json"), _programs("key_at_door", "door_open")],
+        progress=said.append,
+    )  # fmt: skip
+    assert result.passed
+    r1, r2 = (r for r in result.records if r.step != "describe")
+    assert r1.coverage.kind == "complete" and r2.coverage.kind == "merged"
+    assert r2.coverage.kept == ("reached_goal",) and r2.coverage.kept_from == r1.folder
+    full = json.loads(answer("round2.json"))["programs"]
+    assert [p.source for p in r2.spec.programs] == [p["source"] for p in full]
+    assert json.loads((tmp_path / r2.folder / "coverage.json").read_text())["kind"] == "merged"
+    line = f"partial answer (key_at_door, door_open) merged into the programs of {r1.folder}"
+    assert any(line in s for s in said) and line in result.summary()
+    rounds = json.loads((tmp_path / "generation.json").read_text())["rounds"]
+    assert rounds[-1]["coverage"]["kept"] == ["reached_goal"]
+
+
+def test_renamed_or_missing_programs_are_refused_and_asked_again(task, verifier, images, tmp_path):
+    renamed = json.loads(answer("round2.json"))
+    renamed["programs"][2]["source"] = renamed["programs"][2]["source"].replace(
+        "def reached_goal", "def at_goal"
+    )
+    result, server = _openai_run(
+        task, verifier, images, tmp_path,
+        [answer("describe.json"), _programs("door_open"), json.dumps(renamed),
+         answer("round2.json")],
+    )  # fmt: skip
+    assert result.passed
+    r1, r2, r3 = (r for r in result.records if r.step != "describe")
+    assert r1.spec is None and "missing: `key_at_door`, `reached_goal`" in r1.problems[0]
+    assert r2.spec is None and "`at_goal` match no sub-task" in r2.problems[0]
+    assert "is `at_goal` the program for `reached_goal`?" in r2.problems[0]
+    assert "refused, not merged" in r2.problems[0]
+    assert "refused, not merged" in server.seen[3].json()["messages"][-1]["content"]
+    assert r3.coverage.kind == "complete" and r3.spec.names == list(
+        n for n, _ in result.description.subtasks
+    )
+
+
+def test_blocked_and_cut_off_answers_are_told_not_sent_back_and_not_cached(
+    task, verifier, images, tmp_path
+):
+    server = LoopbackServer()
+    server.script += [
+        gemini_blocked("PROHIBITED_CONTENT"),  # describe: the prompt was blocked
+        gemini_reply(answer("describe.json")),
+        gemini_reply(answer("round2.json")[:150], finish="MAX_TOKENS"),  # cut off
+        gemini_reply(answer("round2.json")),
+    ]
+    cache = ResponseCache(tmp_path / "cache")
+    try:
+        backend = GeminiBackend(
+            "g", api_key="k", base_url=server.url, retry=RetryPolicy(attempts=1)
+        )
+        result = generate_spec(task, "state", backend, verifier, run_dir=tmp_path / "run",
+                               images=images, cache=cache)  # fmt: skip
+    finally:
+        server.close()
+    assert result.passed
+    d1, d2, p1, p2 = result.records
+    assert d1.blocked == "PROHIBITED_CONTENT" and "blocked (PROHIBITED_CONTENT)" in d1.problems[0]
+    request1 = json.loads((tmp_path / "run" / d1.folder / "request.json").read_text())
+    assert request1["blocked"] == "PROHIBITED_CONTENT"
+    # No empty model turn: the blocked turn is sent again (with both images) before the feedback.
+    second = server.seen[1].json()["contents"]
+    assert [c["role"] for c in second] == ["user"]
+    assert sum("inlineData" in p for p in second[0]["parts"]) == 2
+    assert "blocked (PROHIBITED_CONTENT)" in second[0]["parts"][0]["text"]
+    assert p1.finish == "MAX_TOKENS"
+    assert "cut off by the output token limit (finish reason MAX_TOKENS)" in p1.problems[0]
+    assert "MAX_TOKENS" in server.seen[3].json()["contents"][-1]["parts"][0]["text"]
+    assert "finish reason MAX_TOKENS" in result.summary()
+    # Only the two complete answers were cached.
+    entries = [json.loads(f.read_text()) for f in (tmp_path / "cache").rglob("*.json")]
+    assert len(entries) == 2 and all(e["answer"].strip() for e in entries)
+
+
+def test_cli_scheme_less_base_url_is_bad_input(tmp_path, capsys, cheap_cli, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    for backend in ("gemini", "openai"):
+        code = cli.main(["generate", TASK_ID, "--vlm", backend, "--vlm-base-url",
+                         "localhost:8000", "--out", str(tmp_path / backend)])  # fmt: skip
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1
+        assert err[0].startswith(f"car-jax generate: error: {backend}: base URL 'localhost:8000'")
+
+
+def test_importing_the_tasks_prints_nothing_on_stdout():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import envs; envs.make('reacher')"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""
+
+
+def test_final_verdict_comes_from_the_verifiers_final_check(task, verifier, images, tmp_path):
+    class HeldOut:
+        """The module verifier per round; a final check that refuses (as held-out rollouts may)."""
+
+        def __init__(self):
+            self.final_specs = []
+
+        def __call__(self, spec):
+            return verifier(spec)
+
+        def final(self, spec):
+            self.final_specs.append(spec)
+            if len(self.final_specs) == 1:
+                return dataclasses.replace(verifier(spec), passed=False)
+            raise RuntimeError("held-out rollouts broke")
+
+    check = HeldOut()
+    run = lambda out: generate_spec(task, "state", ReplayBackend(), check, run_dir=out,  # noqa: E731
+                                    images=images)  # fmt: skip
+    first = run(tmp_path / "a")
+    assert first.best.passed and not first.passed and first.exit_code == 1
+    assert check.final_specs == [first.best.spec] and first.verdict.passed is False
+    assert json.loads((tmp_path / "a" / "verdict.json").read_text())["passed"] is False
+    second = run(tmp_path / "b")  # a final check that crashes: records kept, not verified
+    assert not second.passed and "held-out rollouts broke" in second.summary()
+    assert (tmp_path / "b" / "final_verifier_error.txt").is_file()
+    assert json.loads((tmp_path / "b" / "generation.json").read_text())["final_error"]

@@ -111,7 +111,7 @@ def test_cached_backend_second_identical_request_is_free(tmp_path):
     first = CachedBackend(b, cache).complete(req())
     again = CachedBackend(b, cache)
     assert again.complete(req()) == first and b.calls == 1 and again.hits == 1
-    assert again.complete(req(text="other")) == "answer 2" and b.calls == 2
+    assert again.complete(req(text="other")).text == "answer 2" and b.calls == 2
     # No temporary files are left beside the entries.
     leftovers = [f for _, _, fs in os.walk(tmp_path) for f in fs if f.startswith(".tmp-")]
     assert leftovers == []
@@ -123,7 +123,7 @@ def test_a_half_written_entry_is_a_miss_not_a_crash(tmp_path):
     key = request_key(b, req())
     cache.path(key).parent.mkdir(parents=True)
     cache.path(key).write_text('{"answer": "trunc')  # as if a writer died mid-way
-    assert CachedBackend(b, cache).complete(req()) == "answer 1"
+    assert CachedBackend(b, cache).complete(req()).text == "answer 1"
     assert json.loads(cache.path(key).read_text())["answer"] == "answer 1"
 
 
@@ -208,3 +208,71 @@ def test_programs_answer_without_programs_is_a_problem():
         parse_programs('{"programs": []}', "t")
     with pytest.raises(AnswerError, match="defines no function"):
         parse_programs('{"programs": [{"name": "a", "source": "return 1"}]}', "t")
+
+
+def test_json_error_points_into_the_fenced_block():
+    # A raw line break inside a JSON string (a common model mistake), inside a ```json fence.
+    text = 'Here it is:\n\n```json\n{"programs": [\n  {"name": "a", "source": "def a(obs):\n'
+    text += '    return 1"}\n]}\n```\n'
+    with pytest.raises(AnswerError) as info:
+        parse_json_answer(text)
+    (problem,) = info.value.problems
+    assert "Invalid control character at line 5, column 39 of the answer (the ```json block)" in (
+        problem
+    )
+    assert "written as \\n" in problem and "line 1, column 1" not in problem
+    assert text.splitlines()[4][:38].endswith("obs):")
+
+
+def test_json_cut_off_by_the_token_limit_says_so():
+    cut = '```json\n{"programs": [{"name": "a", "source": "def a(obs):\\n    ret'
+    with pytest.raises(AnswerError) as info:
+        parse_json_answer(cut, "the answer was cut off by the output token limit (finish "
+                          "reason MAX_TOKENS)")  # fmt: skip
+    assert info.value.problems[0].startswith(
+        "the answer was cut off by the output token limit (finish reason MAX_TOKENS) after "
+        f"{len(cut)} characters, so its JSON is incomplete"
+    )
+    with pytest.raises(AnswerError, match=r"the JSON ends before it is complete .*cut off\?"):
+        parse_json_answer(cut)  # not told by the backend: still recognised as ending early
+
+
+def _spec(*names):
+    from car_jax.spec import Program, RewardSpec
+
+    return RewardSpec(
+        task="t",
+        programs=tuple(Program(n, n, f"def {n}(obs):\n    return 1") for n in names),
+    )
+
+
+def test_programs_must_cover_the_subtasks_by_name_and_number():
+    from car_jax.vlm.coverage import fit_to_subtasks
+
+    subs = ["a", "b", "c"]
+    full = fit_to_subtasks(_spec("c", "a", "b"), subs)
+    assert full.kind == "complete" and full.spec.names == subs and full.reordered
+    with pytest.raises(AnswerError, match=r"2 program\(s\) for 3 sub-tasks; missing: `c`"):
+        fit_to_subtasks(_spec("a", "b"), subs)
+    with pytest.raises(AnswerError, match=r"`x` match no sub-task \(is `x` the program for `b`"):
+        fit_to_subtasks(_spec("a", "x", "c"), subs, previous=full.spec, previous_folder="02")
+    merged = fit_to_subtasks(_spec("b"), subs, previous=full.spec, previous_folder="02-program")
+    assert merged.kind == "merged" and merged.spec.names == subs
+    assert merged.kept == ("a", "c") and merged.from_answer == ("b",)
+    assert "merged into the programs of 02-program (kept a, c)" in merged.sentence()
+
+
+def test_wording_of_statement_kinds_and_step_counts():
+    from types import SimpleNamespace
+
+    from car_jax.spec import RewardSpec
+    from car_jax.verify import Criteria, _judge
+
+    for body, words in (("x = 1", "not an assignment"), ("1 + 1", "not an expression statement")):
+        with pytest.raises(Exception, match=words):
+            RewardSpec.from_source(f'"""t"""\n\n{body}\n\ndef a(obs):\n    return 1\n')
+    sv = SimpleNamespace(expert_rate=1.0, random_rate=0.5, start_rate=0.0, order_rate=1.0,
+                         random_window=1, reasons=[])  # fmt: skip
+    _judge(sv, 0, _spec("a"), Criteria())
+    text = " ".join(sv.reasons)
+    assert "within 1 step (" in text and "1 steps" not in text
