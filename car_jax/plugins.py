@@ -30,7 +30,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TextIO
 
 PRIMITIVES_GROUP = "car_jax.primitives"
 TASKS_GROUP = "car_jax.tasks"
@@ -112,7 +111,7 @@ def load_plugins(
     *,
     entry_points: bool = True,
     environ: bool = True,
-    report: TextIO | None = sys.stderr,
+    quiet: bool = False,
 ) -> list[PluginResult]:
     """Load every plugin (entry points, `CAR_JAX_PLUGINS`, then `modules`); skip broken ones.
 
@@ -120,7 +119,7 @@ def load_plugins(
       modules: module names to import as plugins (as the CLI's `--plugin`); commas split too.
       entry_points: also load installed packages' `car_jax.primitives` / `car_jax.tasks` entries.
       environ: also load the modules named in `$CAR_JAX_PLUGINS`.
-      report: where the one-line message of each skipped plugin goes (None: nowhere).
+      quiet: do not print the one-line message of each skipped plugin on stderr.
 
     Returns:
       One result per source; `.ok` False for skipped ones, whose `.error` says why. A source
@@ -138,8 +137,8 @@ def load_plugins(
             done = load_source(source)
             if done.ok:
                 _LOADED[key] = done
-            elif report is not None:
-                print(done.message(), file=report)
+            elif not quiet:
+                print(done.message(), file=sys.stderr)
         results.append(done)
     return results
 
@@ -191,12 +190,16 @@ def load_source(source: PluginSource) -> PluginResult:
     except ModuleNotFoundError as err:
         missing = err.name or "?"
         module = source.target.split(":")[0].strip()
-        what = (
-            f"cannot import {source.target!r}: no module named {missing!r} on sys.path"
-            if module == missing or module.startswith(missing + ".")
-            else f"cannot import {source.target!r}: it imports {missing!r}, which is not installed"
+        if module == missing or module.startswith(missing + "."):
+            return rollback(
+                f"cannot import {source.target!r}: no module named {missing!r} on sys.path"
+            )
+        return rollback(
+            f"cannot import {source.target!r}: it imports {missing!r}, which is not installed"
+            + _where(err)
         )
-        return rollback(what + _where(err))
+    except SyntaxError as err:
+        return rollback(f"SyntaxError: {err.msg}{_where(err)}")
     except (Exception, SystemExit) as err:  # a broken plugin must not stop car-jax
         return rollback(f"{type(err).__name__}: {_first_line(err)}{_where(err)}")
 
@@ -274,17 +277,20 @@ def _first_line(err: BaseException) -> str:
 
 
 def _where(err: BaseException) -> str:
-    """` (at file:line)` of the innermost frame outside car-jax and importlib, where known."""
+    """` (at file:line)` of the innermost frame in the plugin's own code, where known."""
     frames = traceback.extract_tb(err.__traceback__)
     if isinstance(err, SyntaxError) and err.filename:
         return f" (at {_short(err.filename)}:{err.lineno})"
-    here = Path(__file__).resolve().parent
+    ours = (Path(__file__).resolve().parent, Path(_envs_dir()))
+    stdlib = Path(importlib.__file__).resolve().parent.parent
     for frame in reversed(frames):
-        path = Path(frame.filename)
-        if frame.filename.startswith("<") or here in path.resolve().parents:
+        if frame.filename.startswith("<"):
             continue
-        if Path(_envs_dir()) in path.resolve().parents:
-            continue
+        path = Path(frame.filename).resolve()
+        if any(d in path.parents for d in ours):
+            continue  # car-jax and envs are not the plugin
+        if stdlib in path.parents and "site-packages" not in path.parts:
+            continue  # nor is the standard library (importlib)
         return f" (at {_short(frame.filename)}:{frame.lineno})"
     return ""
 
