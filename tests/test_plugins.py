@@ -192,6 +192,21 @@ def test_the_plugin_primitive_reads_frames(switchroom):
     assert not bool(fn(task.observe(start, "pixels")))
 
 
+def test_the_plugin_task_keeps_the_task_contract(switchroom):
+    import importlib.util
+
+    import envs
+
+    path = Path(__file__).parent / "envs" / "_task_checks.py"
+    spec = importlib.util.spec_from_file_location("_plugin_task_checks", path)
+    checks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checks)
+    task = envs.make(TASK_ID)
+    checks.check_vmapped_api(task)
+    checks.check_spec_exact(task)
+    assert checks.check_render(task).dtype == np.uint8
+
+
 def test_render_and_rollout_commands(switchroom, tmp_path, capsys):
     from PIL import Image
 
