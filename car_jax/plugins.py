@@ -234,9 +234,8 @@ def _reference_dir(obj, source: PluginSource) -> Path | None:
 def _guard_factory(task_id: str, source: PluginSource) -> None:
     """Wrap a plugin task's factory: a failure to build becomes a TaskError naming the plugin."""
     import envs
-    from envs.registry import _FACTORIES
 
-    factory = _FACTORIES[task_id]
+    factory = envs.registry.factory(task_id)
 
     def build() -> envs.Task:
         try:
@@ -261,7 +260,8 @@ def _guard_factory(task_id: str, source: PluginSource) -> None:
         return task
 
     build.__doc__ = getattr(factory, "__doc__", None)
-    _FACTORIES[task_id] = build
+    envs.registry.unregister(task_id)
+    envs.registry.register(task_id, build)
 
 
 def _owned(message: str, kind: str, name: str | None) -> str:

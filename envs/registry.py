@@ -35,6 +35,13 @@ def unregister(task_id: str) -> None:
     _CACHE.pop(task_id, None)
 
 
+def factory(task_id: str) -> Callable[[], Task]:
+    """The factory registered as `task_id` (unknown id: TaskError)."""
+    if task_id not in _FACTORIES:
+        raise TaskError(f"unknown task {task_id!r}")
+    return _FACTORIES[task_id]
+
+
 def registered() -> list[str]:
     """All registered task ids, in registration order."""
     return list(_FACTORIES)
