@@ -207,6 +207,40 @@ def test_the_plugin_task_keeps_the_task_contract(switchroom):
     assert checks.check_render(task).dtype == np.uint8
 
 
+def test_the_fused_reward_runs_the_plugin_primitive_under_jit(switchroom):
+    import jax
+    import jax.numpy as jnp
+
+    import envs
+    from car_jax.reward import CodeReward
+    from car_jax.spec import RewardSpec, compile_spec
+
+    task = envs.make(TASK_ID)
+    spec = RewardSpec.load(REFERENCE / f"{TASK_ID}.pixels.py")
+    env = CodeReward(
+        task, compile_spec(spec, task.inputs("pixels"), task.constants("pixels")), "pixels"
+    )
+
+    @jax.jit
+    def expert_episode(key):
+        _, state = env.reset(key, env.params)
+
+        def step(state, k):
+            action = task.expert(k, state.env_state, env.params)
+            _, state, _, term, _, info = env.step(k, state, action, env.params)
+            return state, (info["code_reward"], info["subtask_done"], term)
+
+        return jax.lax.scan(step, state, jax.random.split(key, task.max_steps))[1]
+
+    code, done, term = jax.vmap(expert_episode)(jax.random.split(jax.random.key(1), 8))
+    ends = jnp.argmax(term, axis=1)  # the expert always finishes inside the time limit
+    assert bool(term.any(axis=1).all())
+    # Each episode: 0.5 for the switch, then 0.5 on the step the agent enters the goal ring.
+    np.testing.assert_allclose(code[np.arange(8), ends], 0.5)
+    assert bool(done[np.arange(8), ends].all()) and not bool(done[np.arange(8), ends - 1, 1].any())
+    np.testing.assert_allclose(code.sum(axis=1), 1.0)  # each bonus once
+
+
 def test_render_and_rollout_commands(switchroom, tmp_path, capsys):
     from PIL import Image
 
