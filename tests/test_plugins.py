@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,10 @@ from car_jax.cli import main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugin"
 REFERENCE = EXAMPLE / "switchroom" / "reference"
+# What goes on sys.path: a folder holding only a link to the package, so that metadata left in
+# examples/plugin by a developer's `pip install -e` (an .egg-info with entry points) is not read.
+PLUGIN_PATH = Path(tempfile.mkdtemp(prefix="car_jax_plugin_path_"))
+(PLUGIN_PATH / "switchroom").symlink_to(EXAMPLE / "switchroom", target_is_directory=True)
 TASK_ID = "SwitchRoom-7x7"
 PLUGIN_NAMES = ("colours_touch", TASK_ID)
 
@@ -90,7 +95,7 @@ def switchroom():
     import envs  # noqa: F401
 
     saved = _snapshot()
-    sys.path.insert(0, str(EXAMPLE))
+    sys.path.insert(0, str(PLUGIN_PATH))
     try:
         from car_jax.plugins import load_plugins
 
@@ -98,7 +103,7 @@ def switchroom():
         assert result.ok, result.message()
         yield result
     finally:
-        sys.path.remove(str(EXAMPLE))
+        sys.path.remove(str(PLUGIN_PATH))
         _restore(saved)
 
 
@@ -110,7 +115,7 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 # --- loading the example ---------------------------------------------------------------------------
 def test_plugin_flag_lists_the_primitive_and_the_task(fresh, monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(PLUGIN_PATH))
     code, out, err = _cli(capsys, "dsl", "--plugin", "switchroom.task")
     assert code == 0 and err == ""
     assert (
@@ -126,7 +131,7 @@ def test_plugin_flag_lists_the_primitive_and_the_task(fresh, monkeypatch, capsys
 
 
 def test_environment_variable_loads_the_plugin(fresh, monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(PLUGIN_PATH))
     code, out, _ = _cli(capsys, "envs")
     assert TASK_ID not in out
     monkeypatch.setenv("CAR_JAX_PLUGINS", "switchroom.primitives, switchroom.task")
@@ -148,7 +153,7 @@ def test_entry_points_are_discovered_from_installed_metadata(fresh, monkeypatch,
         "[car_jax.primitives]\nswitchroom = switchroom.primitives\n\n"
         "[car_jax.tasks]\nswitchroom = switchroom.task\n"
     )
-    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(PLUGIN_PATH))
     monkeypatch.syspath_prepend(str(tmp_path))
     code, out, err = _cli(capsys, "dsl")
     assert code == 0 and err == ""
@@ -162,13 +167,13 @@ def test_entry_points_are_discovered_from_installed_metadata(fresh, monkeypatch,
     prims = by_entry["entry point car_jax.primitives:switchroom = switchroom.primitives"]
     tasks = by_entry["entry point car_jax.tasks:switchroom = switchroom.task"]
     assert prims.primitives == ("colours_touch",) and tasks.tasks == (TASK_ID,)
-    assert tasks.reference_dirs == (REFERENCE,)
+    assert [d.resolve() for d in tasks.reference_dirs] == [REFERENCE]
 
 
 def test_python_api_loads_once(fresh, monkeypatch):
     from car_jax.plugins import load_plugins
 
-    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(PLUGIN_PATH))
     first = load_plugins(["switchroom.task"], entry_points=False)
     again = load_plugins(["switchroom.task"], entry_points=False)
     assert first == again and first[0].ok
