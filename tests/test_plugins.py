@@ -435,3 +435,22 @@ def test_a_plugin_cannot_register_a_builtin_python_name(fresh):
         with pytest.raises(RegistrationError, match=f"primitive name '{name}'"):
             primitive("math", "int", name=name)(lambda x: x)
         assert name not in REGISTRY
+
+
+def test_check_compiles_the_plugin_spec_against_the_plugin_task(switchroom, capsys):
+    spec = str(REFERENCE / f"{TASK_ID}.pixels.py")
+    code, out, err = _cli(capsys, "check", spec, "--env", TASK_ID, "--mode", "pixels")
+    assert code == 0 and err == ""
+    assert "all programs compile" in out and "on_goal: The switch is green" in out
+
+
+@pytest.mark.slow
+def test_train_command_with_the_plugin_primitive(switchroom, tmp_path, capsys):
+    spec = str(REFERENCE / f"{TASK_ID}.pixels.py")
+    code, out, err = _cli(
+        capsys, "train", TASK_ID, "--spec", spec, "--mode", "pixels", "--out", str(tmp_path),
+        "--reward", "car", "--seeds", "1", "--num-envs", "16", "--steps", "4096", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, out + err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["car"]["env_steps_per_second"] > 0
