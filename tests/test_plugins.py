@@ -138,6 +138,15 @@ def test_environment_variable_loads_the_plugin(fresh, monkeypatch, capsys):
     code, out, err = _cli(capsys, "envs")
     assert code == 0 and err == ""
     assert TASK_ID in out
+    code, out, err = _cli(capsys, "plugins", "--plugin", "no_such_plugin_module")
+    assert code == 0 and err.count("no module named 'no_such_plugin_module'") == 1
+    assert out.splitlines() == [
+        "plugin 'switchroom.primitives' (CAR_JAX_PLUGINS=switchroom.primitives) loaded: "
+        "primitive colours_touch",
+        "plugin 'switchroom.task' (CAR_JAX_PLUGINS=switchroom.task) loaded: task SwitchRoom-7x7",
+        "plugin 'no_such_plugin_module' (--plugin no_such_plugin_module) skipped: cannot import "
+        "'no_such_plugin_module': no module named 'no_such_plugin_module' on sys.path",
+    ]
 
 
 def test_entry_points_are_discovered_from_installed_metadata(fresh, monkeypatch, tmp_path, capsys):
