@@ -166,6 +166,7 @@ def load_source(source: PluginSource) -> PluginResult:
     from car_jax.dsl.registry import REGISTRY, RegistrationError, unregister
 
     prims_before, tasks_before = set(REGISTRY), set(envs.registered())
+    modules_before = set(sys.modules)
 
     def added() -> tuple[tuple[str, ...], tuple[str, ...]]:
         prims = tuple(n for n in REGISTRY if n not in prims_before)
@@ -177,6 +178,13 @@ def load_source(source: PluginSource) -> PluginResult:
             unregister(name)
         for task_id in tasks:
             envs.registry.unregister(task_id)
+        # Forget the plugin's own modules imported on the way (e.g. a submodule that registered
+        # primitives before a sibling failed), so a later import runs them again instead of
+        # finding them loaded with their names gone. Other packages' modules are left alone.
+        package = source.target.split(":")[0].strip().split(".")[0]
+        for name in set(sys.modules) - modules_before:
+            if name.split(".")[0] == package:
+                del sys.modules[name]
         return PluginResult(source, error=error)
 
     try:

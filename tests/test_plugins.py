@@ -376,6 +376,25 @@ def test_a_broken_plugin_is_skipped_whole_and_builtins_still_work(
     assert code == 0 and f"plugin '{module}'" in err
 
 
+def test_a_failed_plugin_leaves_no_module_behind(fresh, tmp_path, monkeypatch, capsys):
+    from car_jax.dsl.registry import REGISTRY
+
+    pkg = tmp_path / "plugin_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "prims.py").write_text(HEAD + GOOD_PRIM.format(name="pkg_double"))
+    (pkg / "tasks.py").write_text("import plugin_pkg.prims\nraise ImportError('no task today')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # tasks.py imports prims.py (which registers pkg_double) and then fails: both are undone, so
+    # loading prims.py on its own afterwards registers pkg_double again.
+    code, out, err = _cli(
+        capsys, "dsl", "--plugin", "plugin_pkg.tasks", "--plugin", "plugin_pkg.prims"
+    )
+    assert code == 0 and "- `pkg_double(x) -> int`: Twice x." in out
+    assert err.count("skipped") == 1 and "ImportError: no task today" in err
+    assert "pkg_double" in REGISTRY
+
+
 def test_a_missing_plugin_module_is_named(fresh, capsys):
     code, out, err = _cli(capsys, "dsl", "--plugin", "no_such_plugin_module")
     assert code == 0 and "- `present(" in out
