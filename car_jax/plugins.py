@@ -183,7 +183,7 @@ def load_source(source: PluginSource) -> PluginResult:
         # finding them loaded with their names gone. Other packages' modules are left alone.
         package = source.target.split(":")[0].strip().split(".")[0]
         for name in set(sys.modules) - modules_before:
-            if name.split(".")[0] == package:
+            if name.split(".")[0] == package and package not in ("car_jax", "envs"):
                 del sys.modules[name]
         return PluginResult(source, error=error)
 
@@ -218,7 +218,7 @@ def load_source(source: PluginSource) -> PluginResult:
         _OWNERS[("primitive", name)] = f"plugin {source.plugin!r}"
     for task_id in tasks:
         _OWNERS[("task", task_id)] = f"plugin {source.plugin!r}"
-    refs = _reference_dir(obj, source)
+    refs = _reference_dir(obj)
     if refs is not None and refs not in _REFERENCE_DIRS:
         _REFERENCE_DIRS.append(refs)
     return PluginResult(source, prims, tasks, (refs,) if refs else ())
@@ -233,7 +233,7 @@ def _import_target(target: str):
     return obj
 
 
-def _reference_dir(obj, source: PluginSource) -> Path | None:
+def _reference_dir(obj) -> Path | None:
     module = obj if isinstance(obj, ModuleType) else inspect.getmodule(obj)
     path = getattr(module, "REFERENCE_DIR", None)
     return Path(path) if path is not None and Path(path).is_dir() else None
