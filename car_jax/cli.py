@@ -10,6 +10,7 @@ import importlib
 import pkgutil
 import sys
 
+from car_jax.commands._common import add_plugin_option, load_plugins_for
 from car_jax.errors import UserError
 
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
+        add_plugin_option(p)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        load_plugins_for(args)  # entry points, $CAR_JAX_PLUGINS, --plugin: before any command
         code = args._run(args)
     except UserError as err:
         print(f"car-jax {args.command}: error: {err}", file=sys.stderr)

@@ -127,3 +127,22 @@ def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> d
             f"{s['env_steps_per_second'] or 0:,.0f} env-steps/s, compile {s['compile_seconds']:.1f} s"
         )
     return {"results": results, "summary": summary, "config": config}
+
+
+def add_plugin_option(p) -> None:
+    """`--plugin MODULE` (repeatable), which every command takes; see car_jax/plugins.py."""
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE as a car-jax plugin (its primitives and tasks); repeatable. "
+        "Installed plugins (entry points) and $CAR_JAX_PLUGINS load without it",
+    )
+
+
+def load_plugins_for(args) -> None:
+    """Load every plugin before a command runs; a broken one is skipped with one line on stderr."""
+    from car_jax.plugins import load_plugins
+
+    load_plugins(getattr(args, "plugin", None) or ())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 NAME = "envs"
 HELP = "list the registered tasks, their program-input modes and whether a scripted expert exists"
@@ -22,7 +23,11 @@ def run(args: argparse.Namespace) -> int:
 
     rows = []
     for task_id in envs.registered():
-        task = envs.make(task_id)
+        try:
+            task = envs.make(task_id)
+        except envs.TaskError as err:  # e.g. a plugin task that fails to build
+            print(f"car-jax envs: skipped {task_id}: {err}", file=sys.stderr)
+            continue
         if args.family and task.family != args.family:
             continue
         action = (

@@ -21,6 +21,7 @@ from car_jax.dsl.registry import (
     REGISTRY,
     ArgumentError,
     Primitive,
+    RegistrationError,
     primitive,
     primitives,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "DSLError",
     "Limits",
     "Primitive",
+    "RegistrationError",
     "check_program",
     "compile_program",
     "normalize_constants",

@@ -13,6 +13,8 @@ argument must be (see `ARG_KINDS`). The DSL reference shown to the VLM is genera
 from __future__ import annotations
 
 import inspect
+import keyword
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -76,6 +78,56 @@ class Primitive:
 
 REGISTRY: dict[str, Primitive] = {}
 
+_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+# Parameter kinds a DSL call can fill: the compiler passes arguments by position or by name.
+_CALLABLE_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+
+
+class RegistrationError(ValueError):
+    """A primitive that cannot be registered (duplicate name, no docstring, unusable signature)."""
+
+    def __init__(self, name: str | None, message: str):
+        super().__init__(message)
+        self.name = name
+
+
+def _check_name(prim_name: str) -> None:
+    from car_jax.dsl.grammar import DANGEROUS, RESERVED  # grammar imports this module
+
+    if not isinstance(prim_name, str) or not _NAME.match(prim_name) or keyword.iskeyword(prim_name):
+        raise RegistrationError(
+            prim_name,
+            f"primitive name {prim_name!r} is not a lower-case Python name (letters, digits, "
+            "underscores; not a keyword)",
+        )
+    if prim_name in RESERVED or prim_name in DANGEROUS:
+        raise RegistrationError(
+            prim_name,
+            f"primitive name {prim_name!r} is reserved: reward programs may never call "
+            f"{prim_name}(); pick another name",
+        )
+    if prim_name in REGISTRY:
+        raise RegistrationError(prim_name, f"primitive {prim_name!r} is already registered")
+
+
+def _signature(prim_name: str, fn: Callable) -> inspect.Signature:
+    if not callable(fn):
+        raise RegistrationError(prim_name, f"primitive {prim_name!r} is not a function")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        raise RegistrationError(
+            prim_name, f"primitive {prim_name!r} has no readable signature; wrap it in a def"
+        ) from None
+    for p in sig.parameters.values():
+        if p.kind not in _CALLABLE_KINDS:
+            raise RegistrationError(
+                prim_name,
+                f"primitive {prim_name!r}: parameter {p.name!r} is {p.kind.description}; DSL "
+                "calls fill plain parameters (by position or name) and at most one *args",
+            )
+    return sig
+
 
 def primitive(
     category: str,
@@ -84,34 +136,61 @@ def primitive(
     name: str | None = None,
     min_args: int = 0,
 ) -> Callable[[Callable], Callable]:
-    """Register the decorated jnp function as a DSL primitive (signature and doc taken from it)."""
+    """Register the decorated jnp function as a DSL primitive (signature and doc taken from it).
+
+    Raises:
+      RegistrationError: an unknown category or kind, an empty `returns`, a duplicate or
+        reserved name, no docstring, or parameters a DSL call cannot fill.
+    """
     if category not in CATEGORIES:
-        raise ValueError(f"unknown primitive category {category!r}; known: {sorted(CATEGORIES)}")
+        raise RegistrationError(
+            name, f"unknown primitive category {category!r}; known: {sorted(CATEGORIES)}"
+        )
     kinds = dict(kinds or {})
 
     def register(fn: Callable) -> Callable:
-        prim_name = name or fn.__name__.rstrip("_")
-        if prim_name in REGISTRY:
-            raise ValueError(f"primitive {prim_name!r} is already registered")
+        prim_name = name or getattr(fn, "__name__", "").rstrip("_")
+        _check_name(prim_name)
+        if not isinstance(returns, str) or not returns.strip():
+            raise RegistrationError(
+                prim_name,
+                f"primitive {prim_name!r} needs `returns`, the result type the reference shows "
+                "(e.g. 'bool', 'int', 'float[2]')",
+            )
+        sig = _signature(prim_name, fn)
         doc = (inspect.getdoc(fn) or "").strip().splitlines()
         if not doc:
-            raise ValueError(f"primitive {prim_name!r} needs a one-line docstring")
+            raise RegistrationError(
+                prim_name,
+                f"primitive {prim_name!r} needs a one-line docstring saying what it returns",
+            )
         params = []
-        for p in inspect.signature(fn).parameters.values():
+        for p in sig.parameters.values():
             kind = kinds.pop(p.name, "array")
             if kind not in ARG_KINDS:
-                raise ValueError(f"primitive {prim_name!r}: unknown argument kind {kind!r}")
+                raise RegistrationError(
+                    prim_name,
+                    f"primitive {prim_name!r}: unknown argument kind {kind!r} for {p.name!r}; "
+                    f"known kinds: {', '.join(ARG_KINDS)}",
+                )
             params.append(
                 Param(p.name, kind, p.default, variadic=p.kind is inspect.Parameter.VAR_POSITIONAL)
             )
         if kinds:
-            raise ValueError(f"primitive {prim_name!r}: kinds for unknown parameters {kinds}")
+            raise RegistrationError(
+                prim_name, f"primitive {prim_name!r}: kinds for unknown parameters {kinds}"
+            )
         REGISTRY[prim_name] = Primitive(
             prim_name, fn, tuple(params), returns, doc[0], category, min_args
         )
         return fn
 
     return register
+
+
+def unregister(name: str) -> None:
+    """Remove a primitive (used to roll back a plugin that failed half-way); unknown names are ignored."""
+    REGISTRY.pop(name, None)
 
 
 def primitives() -> list[Primitive]:

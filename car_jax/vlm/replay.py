@@ -48,7 +48,9 @@ class ReplayBackend:
 
     # --- lookup ----------------------------------------------------------------------------
     def _dirs(self) -> list[Path]:
-        return [*self.sources, self.reference_dir]
+        from car_jax.plugins import reference_dirs  # plugin tasks ship their reference specs
+
+        return [*self.sources, self.reference_dir, *reference_dirs()]
 
     def _script_dir(self, task_id: str, mode: str) -> Path | None:
         for d in self.sources:
