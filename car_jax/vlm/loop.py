@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from car_jax.errors import UserError
+from car_jax.verify import make_verifier  # noqa: F401  (moved to car_jax.verify; re-exported)
 from car_jax.vlm.base import Message, VLMBackend, VLMRequest, sha256_hex
 from car_jax.vlm.cache import CachedBackend, ResponseCache
 from car_jax.vlm.prompts import (
@@ -375,6 +376,11 @@ def generate_spec(
             say(f"round {rnd}/{rounds}: {_one_line(r)}")
             text = feedback_prompt(r.problems, rnd, PROGRAMS_SCHEMA)
 
+    final = getattr(verifier, "final", None)
+    if best is not None and best.passed and callable(final):  # accept on held-out rollouts only
+        best.verdict = final(best.spec)
+        best.passed = bool(best.verdict.passed)
+        say(f"held-out verification: {'passed' if best.passed else 'FAILED'}")
     result = GenerationResult(
         task_id=task.id,
         mode=mode,
@@ -484,44 +490,3 @@ def _judge_round(r, description, check_spec, inputs, constants, verifier, rec) -
     if not r.passed:
         r.problems = [_feedback_text(verdict)]
         rec.write(f"{r.folder}/problems.md", r.problems[0] + "\n")
-
-
-# --- the stage-2 verifier ---------------------------------------------------------------------
-def make_verifier(
-    task: Any,
-    mode: str,
-    *,
-    n: int = 64,
-    horizon: int | None = None,
-    random_horizon: int | None = None,
-    seed: int = 0,
-    criteria: Any = None,
-) -> Verifier:
-    """`spec -> Verdict` on `n` expert and `n` random rollouts, collected once on first call.
-
-    Expert rollouts last `horizon` steps (default: the task's limit). Random rollouts last
-    `random_horizon` steps; by default as long as the longest expert episode, so "fires for a
-    random agent" means "given the time the expert needed" (with the full limit a random agent
-    stumbles into most milestones of a small grid world: on DoorKey-8x8 it picks up the key in
-    96% of 640-step runs but in about 20% of 27-step ones).
-    """
-    state: dict[str, Any] = {}
-
-    def rollouts() -> tuple[Any, Any]:
-        from car_jax.verify import collect_verification_rollouts
-
-        return collect_verification_rollouts(task, mode, n, seed, horizon, random_horizon)
-
-    def pair() -> tuple[Any, Any]:
-        if "pair" not in state:
-            state["pair"] = rollouts()
-        return state["pair"]
-
-    def verify(spec: Any) -> Any:
-        from car_jax.verify import verify_spec
-
-        expert, random = pair()
-        return verify_spec(spec, task, expert, random, criteria)
-
-    verify.rollouts = pair  # type: ignore[attr-defined]
-    return verify
