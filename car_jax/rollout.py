@@ -95,16 +95,7 @@ def _resolve_policy(task: Any, policy: str | Policy) -> Policy:
                 f"task {task.id!r} has no scripted expert; bring expert trajectories from a file "
                 "(see docs/verification.md, 'Bring your own trajectories')"
             )
-        if policy == "expert":
-            return task.expert
-
-        def epsilon_expert(key: jax.Array, state: Any, params: Any) -> jax.Array:
-            k_coin, k_rand, k_exp = jax.random.split(key, 3)
-            expert = jnp.asarray(task.expert(k_exp, state, params))
-            rand = jnp.asarray(task.action.sample(k_rand)).astype(expert.dtype)
-            return jnp.where(jax.random.uniform(k_coin) < EPSILON, rand, expert)
-
-        return epsilon_expert
+        return task.expert
     raise UserError(
         f"unknown policy {policy!r}; expected 'expert', 'epsilon-expert', 'random' or a callable"
     )
@@ -113,11 +104,13 @@ def _resolve_policy(task: Any, policy: str | Policy) -> Policy:
 @functools.lru_cache(maxsize=64)
 def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str):
     # NOTE: task, policy, n, horizon and mode are static: one compiled program per combination,
-    # cached here so repeated calls (new keys) do not recompile.
+    # cached here so repeated calls (new keys) do not recompile. The expert and the
+    # epsilon-expert share one program: `epsilon` (the share of random actions) is traced.
     act = _resolve_policy(task, policy)
+    mixed = policy == "expert"
     a_dtype = _action_dtype(task)
 
-    def episode(key: jax.Array):
+    def episode(key: jax.Array, epsilon: jax.Array):
         key, k_reset = jax.random.split(key)
         _, state0 = task.reset(k_reset, task.params)
 
@@ -128,6 +121,10 @@ def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str):
             obs = task.observe(state, mode)
             succ = task.success(state) & valid
             action = jnp.asarray(act(k_act, state, task.params)).astype(a_dtype)
+            if mixed:
+                k_coin, k_rand = jax.random.split(jax.random.fold_in(k_act, 1))
+                rand = jnp.asarray(task.action.sample(k_rand)).astype(a_dtype)
+                action = jnp.where(jax.random.uniform(k_coin) < epsilon, rand, action)
             _, stepped, reward, term, trunc, _ = task.step(k_step, state, action, task.params)
             moves = ~terminal
             # NOTE: jnp.where over the whole state pytree freezes it once the episode ended.
@@ -142,9 +139,9 @@ def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str):
         return obs, actions, reward, valid, succ
 
     @jax.jit
-    def run(key: jax.Array) -> Trajectories:
+    def run(key: jax.Array, epsilon: jax.Array) -> Trajectories:
         keys = jax.random.split(key, n)
-        obs, actions, reward, valid, success = jax.vmap(episode)(keys)
+        obs, actions, reward, valid, success = jax.vmap(episode, (0, None))(keys, epsilon)
         return Trajectories(obs, actions, reward, valid, success.any(axis=1), success, mode=mode)
 
     return run
@@ -178,7 +175,10 @@ def collect_rollouts(
         raise UserError(
             f"task {task.id!r} has no input mode {mode!r}; its modes are {', '.join(task.modes)}"
         )
-    return _build(task, policy, int(n), horizon, mode)(key)
+    epsilon = EPSILON if policy == "epsilon-expert" else 0.0
+    if policy == "epsilon-expert":
+        policy = "expert"
+    return _build(task, policy, int(n), horizon, mode)(key, jnp.float32(epsilon))
 
 
 # ------------------------------------------------------------------------------------------------

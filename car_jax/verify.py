@@ -772,16 +772,37 @@ def collect_verification_rollouts(
             # state mode finds the longest expert episode, so large pixel frames are recorded
             # for that many steps only, not for the whole time limit.
             probe = collect_rollouts(task, "expert", k_e, n, None, mode="state")
-            horizon = min(task.max_steps + 1, int(np.asarray(probe.valid).sum(axis=1).max()) + 1)
+            longest = int(np.asarray(probe.valid).sum(axis=1).max()) + 1
+            horizon = min(task.max_steps + 1, _bucket(longest))  # rows past the end are invalid
         expert = collect_rollouts(task, "expert", k_e, n, horizon, mode=mode)
     longest = max(1, int(np.asarray(expert.valid).sum(axis=1).max()))
     if random is None:
-        random = collect_rollouts(task, "random", k_r, n, random_horizon or longest, mode=mode)
+        # NOTE: collected to a horizon rounded up (so another seed's set reuses the compiled
+        # rollout), then cut: the rows are those of a rollout of exactly that length.
+        h = random_horizon or longest
+        random = _cut(collect_rollouts(task, "random", k_r, n, _bucket(h), mode=mode), h)
     epsilon = None
     if near_miss and task.expert is not None:
-        eps_horizon = random_horizon or longest
-        epsilon = collect_rollouts(task, "epsilon-expert", k_p, n, eps_horizon, mode=mode)
+        # NOTE: collected with the expert's compiled program (same n and horizon; epsilon is
+        # traced), then cut to the random runs' length: rows are identical to a shorter rollout.
+        full = collect_rollouts(task, "epsilon-expert", k_p, n, expert.horizon, mode=mode)
+        epsilon = _cut(full, random.horizon)
     return VerificationRollouts(expert, random, epsilon)
+
+
+def _bucket(steps: int, size: int = 16) -> int:
+    """`steps` rounded up to a multiple of `size` (fewer distinct compiled rollouts)."""
+    return -(-steps // size) * size
+
+
+def _cut(traj, horizon: int):
+    """The first `horizon` rows of every run (success recomputed on them)."""
+    import jax
+
+    if horizon >= traj.horizon:
+        return traj
+    short = jax.tree.map(lambda a: a[:, :horizon] if a.ndim > 1 else a, traj)
+    return short.replace(success=short.solved.any(axis=1))
 
 
 class Verifier:
