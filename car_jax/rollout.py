@@ -9,13 +9,15 @@ steps, `vmap` over episodes). Row `t` of a trajectory holds:
 - `valid[:, t]`: s_t belongs to the episode. The state that ends the episode (terminated or
   truncated) is the last valid row; after it the state is frozen and `valid` is False (no reset).
 
+- `solved[:, t]`: `task.success(s_t)` held in s_t and the row is valid (per-step ground truth).
+
 `success[n]` is True where `task.success` held in some valid state of the episode.
 
-File schema (version 1), one `.npz` written with `numpy.savez_compressed`, no pickles:
+File schema (version 2; version-1 files, without `solved`, still load with `solved=None`), one `.npz` written with `numpy.savez_compressed`, no pickles:
 
 | key | dtype | shape | meaning |
 |---|---|---|---|
-| `schema_version` | int64 | () | 1 |
+| `schema_version` | int64 | () | 2 (1 accepted) |
 | `task_id` | str | () | registered task id |
 | `mode` | str | () | program input mode |
 | `input_names` | str | (K,) | names of the input arrays, in spec order |
@@ -24,6 +26,7 @@ File schema (version 1), one `.npz` written with `numpy.savez_compressed`, no pi
 | `reward` | float32 | (N, T) | env reward |
 | `valid` | bool | (N, T) | state belongs to the episode |
 | `success` | bool | (N,) | task solved during the episode |
+| `solved` | bool | (N, T) | task solved in this row's state (version 2; absent in version 1) |
 """
 
 from __future__ import annotations
@@ -41,19 +44,25 @@ from flax import struct
 
 from car_jax.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+EPSILON = 0.25  # share of random actions of the "epsilon-expert" policy (near-miss negatives)
 
 Policy = Callable[[jax.Array, Any, Any], jax.Array]
 
 
 class Trajectories(struct.PyTreeNode):
-    """Program inputs [N, T, ...], actions, env reward, valid [N, T] and success [N]."""
+    """Program inputs [N, T, ...], actions, env reward, valid [N, T], success [N], solved [N, T].
+
+    `solved` is the per-step ground truth; None for version-1 files that lack it.
+    """
 
     inputs: dict[str, jax.Array]
     actions: jax.Array
     reward: jax.Array
     valid: jax.Array
     success: jax.Array
+    solved: jax.Array | None = None
     mode: str = struct.field(pytree_node=False, default="state")
 
     @property
@@ -80,24 +89,28 @@ def _resolve_policy(task: Any, policy: str | Policy) -> Policy:
         return policy
     if policy == "random":
         return lambda key, state, params: task.action.sample(key)
-    if policy == "expert":
+    if policy in ("expert", "epsilon-expert"):
         if task.expert is None:
             raise UserError(
                 f"task {task.id!r} has no scripted expert; bring expert trajectories from a file "
-                "(see 'Bring your own trajectories')"
+                "(see docs/verification.md, 'Bring your own trajectories')"
             )
         return task.expert
-    raise UserError(f"unknown policy {policy!r}; expected 'expert', 'random' or a callable")
+    raise UserError(
+        f"unknown policy {policy!r}; expected 'expert', 'epsilon-expert', 'random' or a callable"
+    )
 
 
 @functools.lru_cache(maxsize=64)
 def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str):
     # NOTE: task, policy, n, horizon and mode are static: one compiled program per combination,
-    # cached here so repeated calls (new keys) do not recompile.
+    # cached here so repeated calls (new keys) do not recompile. The expert and the
+    # epsilon-expert share one program: `epsilon` (the share of random actions) is traced.
     act = _resolve_policy(task, policy)
+    mixed = policy == "expert"
     a_dtype = _action_dtype(task)
 
-    def episode(key: jax.Array):
+    def episode(key: jax.Array, epsilon: jax.Array):
         key, k_reset = jax.random.split(key)
         _, state0 = task.reset(k_reset, task.params)
 
@@ -108,6 +121,10 @@ def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str):
             obs = task.observe(state, mode)
             succ = task.success(state) & valid
             action = jnp.asarray(act(k_act, state, task.params)).astype(a_dtype)
+            if mixed:
+                k_coin, k_rand = jax.random.split(jax.random.fold_in(k_act, 1))
+                rand = jnp.asarray(task.action.sample(k_rand)).astype(a_dtype)
+                action = jnp.where(jax.random.uniform(k_coin) < epsilon, rand, action)
             _, stepped, reward, term, trunc, _ = task.step(k_step, state, action, task.params)
             moves = ~terminal
             # NOTE: jnp.where over the whole state pytree freezes it once the episode ended.
@@ -119,13 +136,13 @@ def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str):
 
         init = (state0, jnp.bool_(False), jnp.bool_(False), key)
         _, (obs, actions, reward, valid, succ) = jax.lax.scan(body, init, None, length=horizon)
-        return obs, actions, reward, valid, succ.any()
+        return obs, actions, reward, valid, succ
 
     @jax.jit
-    def run(key: jax.Array) -> Trajectories:
+    def run(key: jax.Array, epsilon: jax.Array) -> Trajectories:
         keys = jax.random.split(key, n)
-        obs, actions, reward, valid, success = jax.vmap(episode)(keys)
-        return Trajectories(obs, actions, reward, valid, success, mode=mode)
+        obs, actions, reward, valid, success = jax.vmap(episode, (0, None))(keys, epsilon)
+        return Trajectories(obs, actions, reward, valid, success.any(axis=1), success, mode=mode)
 
     return run
 
@@ -142,7 +159,8 @@ def collect_rollouts(
 
     Args:
         task: a registered Task (`envs.make(id)`).
-        policy: "expert", "random" or a jittable callable(key, state, params) -> action.
+        policy: "expert", "random", "epsilon-expert" (the expert with a share `EPSILON` of random
+            actions) or a jittable callable(key, state, params) -> action.
         key: a JAX random key.
         n: number of episodes (rows).
         horizon: number of states per episode; `task.max_steps + 1` covers a whole episode.
@@ -157,7 +175,10 @@ def collect_rollouts(
         raise UserError(
             f"task {task.id!r} has no input mode {mode!r}; its modes are {', '.join(task.modes)}"
         )
-    return _build(task, policy, int(n), horizon, mode)(key)
+    epsilon = EPSILON if policy == "epsilon-expert" else 0.0
+    if policy == "epsilon-expert":
+        policy = "expert"
+    return _build(task, policy, int(n), horizon, mode)(key, jnp.float32(epsilon))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -177,6 +198,10 @@ def save_trajectories(path: str | os.PathLike, traj: Trajectories, task_id: str)
         "valid": np.asarray(traj.valid),
         "success": np.asarray(traj.success),
     }
+    if traj.solved is not None:
+        arrays["solved"] = np.asarray(traj.solved)
+    else:
+        arrays["schema_version"] = np.asarray(1, np.int64)  # no per-step truth: a version-1 file
     for name in names:
         arrays[f"inputs/{name}"] = np.asarray(traj.inputs[name])
     # NOTE: np.savez appends ".npz" to names without it; write through a file object instead.
@@ -265,10 +290,23 @@ def load_trajectories(path: str | os.PathLike, task: Any, mode: str = "state") -
             )
 
     version = data["schema_version"]
-    if version.shape != () or version.dtype.kind not in "iu" or int(version) != SCHEMA_VERSION:
+    if (
+        version.shape != ()
+        or version.dtype.kind not in "iu"
+        or int(version) not in READABLE_VERSIONS
+    ):
         raise _fail(
-            path, f"array 'schema_version' is {version!r}, expected the integer {SCHEMA_VERSION}"
+            path,
+            f"array 'schema_version' is {version!r}, expected the integer {SCHEMA_VERSION} "
+            f"(or 1, without per-step 'solved')",
         )
+    version = int(version)
+    if version >= 2 and "solved" not in data:
+        raise _fail(
+            path, "missing array 'solved' (schema version 2 requires it; or write version 1)"
+        )
+    if version == 1 and "solved" in data:
+        raise _fail(path, "has an array 'solved' but says schema version 1; write 2")
     file_task = _scalar_str(path, data, "task_id")
     if file_task != task.id:
         raise _fail(path, f"array 'task_id' is {file_task!r}, expected {task.id!r}")
@@ -305,6 +343,19 @@ def load_trajectories(path: str | os.PathLike, task: Any, mode: str = "state") -
     _check_array(path, "valid", valid, (n, t), "bool")
     _check_array(path, "success", data["success"], (n,), "bool")
     _check_array(path, "reward", data["reward"], (n, t), "float32")
+    solved = None
+    if version >= 2:
+        _check_array(path, "solved", data["solved"], (n, t), "bool")
+        solved = data["solved"] & valid
+        if not np.array_equal(solved.any(axis=1), data["success"]):
+            bad = int(np.flatnonzero(solved.any(axis=1) != data["success"])[0])
+            raise _fail(
+                path,
+                f"row {bad}: 'success' is {bool(data['success'][bad])} but 'solved' is "
+                f"{'True on some' if solved[bad].any() else 'False on every'} valid step; "
+                "success must be True exactly where the task is solved on some valid step",
+            )
+        solved = jnp.asarray(solved)
     a = task.action
     if a.kind == "discrete":
         _check_array(path, "actions", data["actions"], (n, t), "int32", 0, a.n - 1)
@@ -325,5 +376,6 @@ def load_trajectories(path: str | os.PathLike, task: Any, mode: str = "state") -
         reward=jnp.asarray(data["reward"]),
         valid=jnp.asarray(valid),
         success=jnp.asarray(data["success"]),
+        solved=solved,
         mode=mode,
     )

@@ -190,13 +190,20 @@ class CompiledSpec:
         """Program names, in order."""
         return [p.name for p in self.programs]
 
-    def values(self, obs: Mapping[str, jax.Array]) -> jax.Array:
-        """float32[K]: each program's value on one observation (no batch axes)."""
-        return jnp.stack([jnp.asarray(p.fn(obs), jnp.float32) for p in self.programs])
+    def evaluate(self, obs: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        """(bool[K] complete, bool[K] NaN) on one observation; a NaN value is not complete."""
+        done, nan = [], []
+        for p in self.programs:
+            v = jnp.asarray(p.fn(obs))
+            # NOTE: NaN != 0 is True; a NaN value must not count as "complete".
+            is_nan = jnp.isnan(v) if jnp.issubdtype(v.dtype, jnp.inexact) else jnp.bool_(False)
+            done.append((v != 0) & ~is_nan)
+            nan.append(is_nan)
+        return jnp.stack(done), jnp.stack(nan)
 
     def completion(self, obs: Mapping[str, jax.Array]) -> jax.Array:
-        """bool[K]: which sub-tasks are complete (value != 0) in one observation; jittable."""
-        return jnp.stack([p.fn(obs) != 0 for p in self.programs])
+        """bool[K]: which sub-tasks are complete (value != 0, not NaN) in one observation."""
+        return self.evaluate(obs)[0]
 
     def batched_completion(self, batch_dims: int = 1):
         """A cached `jit(vmap^batch_dims(completion))`: obs [B..., ...] -> bool[B..., K]."""

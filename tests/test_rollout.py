@@ -91,7 +91,7 @@ def test_round_trip(task, random_traj, saved):
     for name in random_traj.inputs:
         np.testing.assert_array_equal(loaded.inputs[name], random_traj.inputs[name])
         assert loaded.inputs[name].dtype == random_traj.inputs[name].dtype
-    for field in ("actions", "reward", "valid", "success"):
+    for field in ("actions", "reward", "valid", "success", "solved"):
         np.testing.assert_array_equal(getattr(loaded, field), getattr(random_traj, field))
     with np.load(saved) as f:
         assert int(f["schema_version"]) == SCHEMA_VERSION and str(f["task_id"]) == task.id
@@ -161,3 +161,51 @@ def test_not_an_npz_refused(task, tmp_path):
         load_trajectories(path, task, "state")
     with pytest.raises(UserError, match="does not exist"):
         load_trajectories(tmp_path / "absent.npz", task, "state")
+
+
+def test_solved_is_per_step_ground_truth(task):
+    # (n and horizon as in the test above: the compiled rollout is reused)
+    expert = collect_rollouts(task, "expert", jax.random.key(3), n=6, horizon=40)
+    solved, valid = np.asarray(expert.solved), np.asarray(expert.valid)
+    assert solved.shape == valid.shape and not (solved & ~valid).any()
+    np.testing.assert_array_equal(solved.any(axis=1), np.asarray(expert.success))
+    assert expert.success.all()
+    # A MiniGrid episode ends on the step its goal is reached: solved is the last valid row.
+    last = valid.sum(axis=1) - 1
+    assert valid[:, -1].sum() == 0, "every expert episode ends within 40 steps"
+    assert solved[np.arange(6), last].all() and solved.sum() == 6
+
+
+def test_epsilon_expert_mixes_random_actions(task):
+    key = jax.random.key(5)
+    expert = collect_rollouts(task, "expert", key, n=6, horizon=40)
+    eps = collect_rollouts(task, "epsilon-expert", key, n=6, horizon=40)
+    a_e, a_p = np.asarray(expert.actions), np.asarray(eps.actions)
+    both = np.asarray(expert.valid)[:, :1]
+    assert both.all() and not np.array_equal(a_e, a_p)
+
+
+def test_version_1_file_loads_without_per_step_truth(task, saved, tmp_path):
+    v1 = _rewrite(saved, tmp_path / "v1.npz", drop=("solved",), schema_version=np.int64(1))
+    loaded = load_trajectories(v1, task, "state")
+    assert loaded.solved is None
+    np.testing.assert_array_equal(
+        loaded.success, np.asarray(load_trajectories(saved, task).success)
+    )
+    # Saving trajectories without per-step truth writes a version-1 file again.
+    save_trajectories(tmp_path / "again.npz", loaded, task.id)
+    with np.load(tmp_path / "again.npz") as f:
+        assert int(f["schema_version"]) == 1 and "solved" not in f.files
+
+
+def test_bad_solved_refused(task, saved, tmp_path):
+    no_solved = _rewrite(saved, tmp_path / "ns.npz", drop=("solved",))
+    with pytest.raises(UserError, match="missing array 'solved'"):
+        load_trajectories(no_solved, task, "state")
+    with np.load(saved) as f:
+        solved, success = f["solved"], f["success"]
+    flipped = solved.copy()
+    flipped[:, 0] = ~success  # claims a solved step on runs that did not succeed (and vice versa)
+    bad = _rewrite(saved, tmp_path / "bs.npz", solved=flipped, success=success)
+    with pytest.raises(UserError, match="row 0: 'success' is"):
+        load_trajectories(bad, task, "state")

@@ -164,4 +164,20 @@ def test_completion_single_and_batched(compiled):
         {k: v.reshape(8, 8, *v.shape[1:]) for k, v in batch.items()}
     )
     np.testing.assert_array_equal(np.asarray(two).reshape(64, 3), want)
-    np.testing.assert_allclose(np.asarray(compiled.values(obs)), [1.0, 0.0, 1.0])
+    done, nan = compiled.evaluate(obs)
+    np.testing.assert_array_equal(done, [True, False, True])
+    assert not np.asarray(nan).any()
+
+
+def test_nan_value_is_not_complete_and_is_flagged():
+    spec = RewardSpec.from_source(
+        '"""t."""\n\n\ndef ratio(obs):\n    """r."""\n    return obs.carrying / obs.carrying\n'
+    )
+    compiled = compile_spec(spec, INPUTS, CONSTANTS)
+    obs = {"pos": jnp.array([0, 0], jnp.int32), "grid": jnp.zeros((4, 4), jnp.int32)}
+    # 0 / 0 is NaN: Python would raise; the DSL must not count it as "complete" (NaN != 0).
+    done, nan = jax.jit(compiled.evaluate)({**obs, "carrying": jnp.int32(0)})
+    assert not bool(done[0]) and bool(nan[0])
+    done, nan = compiled.evaluate({**obs, "carrying": jnp.int32(5)})
+    assert bool(done[0]) and not bool(nan[0])
+    assert not bool(compiled.completion({**obs, "carrying": jnp.int32(0)})[0])

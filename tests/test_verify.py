@@ -1,38 +1,73 @@
-"""Stage 2: verification on real DoorKey-5x5 expert and random rollouts."""
+"""Stage 2: verification on real expert, random and near-miss rollouts of two tasks.
+
+Every class of wrong program is rejected for the right reason on a MiniGrid task (DoorKey-5x5)
+and on a classic-control task (MountainCar-v0). Rollouts are collected once per task (module
+fixtures) and shared by every test.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import jax
 import numpy as np
 import pytest
 
 import envs
-from car_jax.rollout import collect_rollouts
+from car_jax.errors import UserError
 from car_jax.spec import RewardSpec, compile_spec
-from car_jax.verify import Criteria, Verdict, completion_matrix, verify_spec
+from car_jax.verify import (
+    Criteria,
+    Verdict,
+    collect_verification_rollouts,
+    completion_figures,
+    completion_matrix,
+    make_verifier,
+    verify_spec,
+    wilson_interval,
+)
 
-TASK_ID = "MiniGrid-DoorKey-5x5"
-N = 48
-
-GOOD = '''"""Pick up the key, open the door, then reach the goal square."""
-
-
-def picked_up_key(obs):
-    """The agent carries the key."""
-    return obs.carried_tile == KEY
-
-
-def opened_door(obs):
-    """The door is open."""
-    return contains(obs.tiles, DOOR_OPEN)
+N = 32
 
 
-def reached_goal(obs):
-    """The agent stands on the goal square."""
-    return cell(obs.tiles, obs.agent_pos) == GOAL
-'''
+@dataclass(frozen=True)
+class Case:
+    """A task and the programs that exercise every criterion on it."""
+
+    task_id: str
+    good: tuple[tuple[str, str], ...]  # (name, return expression), in order
+    early_last: str  # a whole-task program that fires before the task is solved
+    never_last: str  # a whole-task program that never fires
+    nan_program: str  # NaN on some valid step
+    loose_last: str  # fires on failed runs (random or near misses), and early
+
+
+MINIGRID = Case(
+    "MiniGrid-DoorKey-5x5",
+    (
+        ("picked_up_key", "obs.carried_tile == KEY"),
+        ("opened_door", "contains(obs.tiles, DOOR_OPEN)"),
+        ("reached_goal", "cell(obs.tiles, obs.agent_pos) == GOAL"),
+    ),
+    early_last="adjacent(obs.agent_pos, position_of(obs.tiles, GOAL))",
+    never_last="obs.carried_tile == BALL",
+    nan_program="(obs.agent_pos[0] - obs.agent_pos[0]) / (obs.agent_pos[0] - obs.agent_pos[0])",
+    loose_last="obs.carried_tile == KEY",
+)
+CLASSIC = Case(
+    "MountainCar-v0",
+    (
+        ("swung_up_left_slope", "obs.position < -0.9"),
+        ("gained_speed", "obs.velocity > 0.04"),
+        ("reached_flag", "obs.position >= GOAL_POSITION"),
+    ),
+    early_last="obs.position >= GOAL_POSITION - 0.15",
+    never_last="obs.position > 5.0",
+    nan_program="obs.velocity / obs.velocity",  # velocity 0 at reset: 0 / 0
+    loose_last="obs.position > 0.0",
+)
+CASES = [pytest.param(MINIGRID, id="minigrid"), pytest.param(CLASSIC, id="classic")]
 
 
 def _spec(*bodies: tuple[str, str]) -> RewardSpec:
@@ -43,125 +78,236 @@ def _spec(*bodies: tuple[str, str]) -> RewardSpec:
     return RewardSpec.from_source(src)
 
 
-KEY = ("picked_up_key", "obs.carried_tile == KEY")
-DOOR = ("opened_door", "contains(obs.tiles, DOOR_OPEN)")
-GOAL = ("reached_goal", "cell(obs.tiles, obs.agent_pos) == GOAL")
+_ROLLOUTS: dict[str, tuple] = {}
 
 
-@pytest.fixture(scope="module")
-def task():
-    return envs.make(TASK_ID)
+@pytest.fixture(scope="module", params=CASES)
+def case(request):
+    """(Case, task, VerificationRollouts), collected once per task for the whole module."""
+    c = request.param
+    if c.task_id not in _ROLLOUTS:
+        task = envs.make(c.task_id)
+        _ROLLOUTS[c.task_id] = (task, collect_verification_rollouts(task, "state", n=N, seed=0))
+    return (c, *_ROLLOUTS[c.task_id])
 
 
-@pytest.fixture(scope="module")
-def rollouts(task):
-    k_e, k_r = jax.random.split(jax.random.key(0))
-    expert = collect_rollouts(task, "expert", k_e, N, mode="state")
-    # Random runs get as long as the longest expert episode (as `car-jax verify` does).
-    horizon = int(np.asarray(expert.valid).sum(axis=1).max())
-    random = collect_rollouts(task, "random", k_r, N, horizon, mode="state")
-    return expert, random
+def _verify(case, spec, **criteria):
+    _, task, sets = case
+    return verify_spec(spec, task, sets.expert, sets.random, Criteria(**criteria), sets.epsilon)
 
 
-def _verify(task, rollouts, spec, **criteria):
-    expert, random = rollouts
-    return verify_spec(spec, task, expert, random, Criteria(**criteria))
+def _reasons(v: Verdict, j: int = -1) -> str:
+    return " | ".join(v.subtasks[j].reasons)
 
 
-def test_correct_spec_is_accepted_with_figures(task, rollouts):
-    v = _verify(task, rollouts, RewardSpec.from_source(GOOD))
+def test_correct_spec_is_accepted_with_figures(case):
+    c, _, _ = case
+    v = _verify(case, _spec(*c.good))
     assert v.passed, v.to_markdown()
-    assert [s.name for s in v.subtasks] == ["picked_up_key", "opened_door", "reached_goal"]
     for s in v.subtasks:
-        assert s.expert_rate == 1.0 and s.random_rate <= 0.10 and not s.reasons
+        assert s.expert.rate == 1.0 and s.random.rate <= 0.10 and not s.reasons
+        assert 0.0 <= s.expert.low <= s.expert.rate <= s.expert.high <= 1.0
     firsts = [s.first_step_mean for s in v.subtasks]
-    assert firsts == sorted(firsts) and firsts[0] > 0
-    assert v.order_fraction == 1.0
-    assert v.success_precision >= 0.9 and v.success_recall >= 0.9
+    assert firsts == sorted(firsts)
+    w = v.whole_task
+    assert w.timing_runs == N and w.early.k == 0 and w.late.k == 0 and not w.skipped
+    kinds = [n.kind for n in w.negatives]
+    assert kinds == ["expert cut before success", "random", "epsilon-expert"]
+    assert all(n.fired.k == 0 for n in w.negatives) and w.recall.rate == 1.0
+    assert v.n_epsilon == N and v.order_fraction == 1.0
 
 
-def test_always_true_program_is_rejected(task, rollouts):
-    v = _verify(task, rollouts, _spec(("always", "True"), GOAL))
+def test_whole_task_program_that_fires_early_is_rejected(case):
+    c, _, _ = case
+    v = _verify(case, _spec(*c.good[:-1], ("solved", c.early_last)))
+    w = v.whole_task
+    assert not v.passed and w.early.rate > 0.05 and w.early_steps >= 1.0
+    text = _reasons(v)
+    assert "steps before the task is solved" in text and "of expert runs" in text
+    # the same runs cut just before success are near misses it fires on
+    assert w.negatives[0].kind == "expert cut before success" and w.negatives[0].fired.k > 0
+
+
+def test_near_miss_negatives_reject_a_loose_whole_task_program(case):
+    c, _, _ = case
+    # Timing lifted: the near-miss negatives alone must catch it.
+    v = _verify(case, _spec(*c.good[:-1], ("solved", c.early_last)), early_rate=1.0)
+    assert not v.passed
+    text = _reasons(v)
+    assert "steps before" not in text
+    assert "expert runs cut just before the task is solved" in text
+
+
+def test_undiluted_whole_task_precision(case):
+    c, _, _ = case
+    # A loose last program: on expert runs (all true positives) it always fires, so a precision
+    # pooled with them looks fine; on runs that did not succeed it fires too.
+    v = _verify(case, _spec(("solved", c.loose_last)), random_rate=1.0, early_rate=1.0)
+    fired = {n.kind: n.fired for n in v.whole_task.negatives}
+    assert not v.passed and max(f.rate for f in fired.values()) > 0.05
+    assert "that did not succeed" in _reasons(v) or "cut just before" in _reasons(v)
+
+
+def test_duplicate_sub_tasks_are_one_event(case):
+    c, _, _ = case
+    last_name, last_expr = c.good[-1]
+    v = _verify(case, _spec(c.good[0], ("at_goal", last_expr), (last_name, last_expr)))
+    s = v.subtasks[-1]
+    assert not v.passed and s.tie_rate == 1.0 and s.order_rate == 1.0
+    assert "same step as the previous sub-task `at_goal`" in _reasons(v)
+    assert f"`at_goal` and `{last_name}` describe one event" in _reasons(v)
+    assert v.order_fraction == 0.0  # a tie is not an order
+
+
+def test_last_program_that_never_fires_says_so(case):
+    c, _, _ = case
+    v = _verify(case, _spec(*c.good[:-1], ("solved", c.never_last)))
+    text = _reasons(v)
+    assert not v.passed and "never fires on any expert trajectory" in text
+    assert "fires on failed runs" not in text and "that did not succeed" not in text
+
+
+def test_nan_program_is_rejected(case):
+    c, _, _ = case
+    v = _verify(case, _spec(("ratio", c.nan_program), c.good[-1]))
     s = v.subtasks[0]
-    assert not v.passed and not s.passed and v.subtasks[1].passed
-    assert s.random_rate == 1.0 and s.start_rate == 1.0
-    text = " ".join(s.reasons)
-    assert "random trajectories" in text and "first step" in text
+    assert not s.passed and s.nan_runs > 0
+    assert "returns NaN" in s.reasons[0]
+    # NaN never counts as complete: where the value is NaN on every step it never fires.
+    if c.task_id == MINIGRID.task_id:
+        assert s.expert.rate == 0.0 and s.nan_runs == v.n_expert + v.n_random + v.n_epsilon
 
 
-def test_never_true_program_is_rejected(task, rollouts):
-    v = _verify(task, rollouts, _spec(KEY, ("carries_ball", "obs.carried_tile == BALL"), GOAL))
-    s = v.subtasks[1]
-    assert not s.passed and s.expert_rate == 0.0
-    assert "never fires on any expert trajectory" in s.reasons[0]
+def test_wrong_order_and_trivial_programs_are_rejected(case):
+    c, _, _ = case
+    v = _verify(case, _spec(c.good[1], c.good[0], c.good[2]))
+    assert not v.passed and v.subtasks[1].order_rate < 1.0
+    assert f"before the previous sub-task `{c.good[1][0]}`" in _reasons(v, 1)
+    v = _verify(case, _spec(("always", "True"), c.good[-1]))
+    s = v.subtasks[0]
+    assert s.random.rate == 1.0 and s.start_rate == 1.0
+    assert "random trajectories within 1 step (" in s.reasons[0]
+    assert "describes the initial state" in s.reasons[1]
 
 
-def test_wrong_colour_is_rejected(task, rollouts):
-    # DoorKey's key is yellow: a program looking for a red key never fires.
-    wrong = ("picked_up_red_key", "obs.carried_tile == KEY and obs.carried_color == RED")
-    v = _verify(task, rollouts, _spec(wrong, DOOR, GOAL))
-    assert not v.subtasks[0].passed and v.subtasks[0].expert_rate == 0.0
-    assert all(s.passed for s in v.subtasks[1:])
-
-
-def test_wrong_order_is_rejected(task, rollouts):
-    v = _verify(task, rollouts, _spec(DOOR, KEY, GOAL))
-    s = v.subtasks[1]
-    assert not v.passed and not s.passed and s.order_rate == 0.0
-    assert "before the previous sub-task `opened_door`" in s.reasons[0]
-    assert v.order_fraction == 0.0
-
-
-def test_final_program_disagreeing_with_success_is_rejected(task, rollouts):
-    # Carrying the key is not the whole task: random runs that pick it up and then fail make
-    # the final program fire without success (random_rate is lifted to isolate this check).
-    v = _verify(task, rollouts, _spec(("solved", "obs.carried_tile == KEY")), random_rate=1.0)
-    last = v.subtasks[-1]
-    assert not last.passed and v.success_precision < 0.9 and v.success_recall == 1.0
-    assert any("disagrees with the task's real success" in r for r in last.reasons)
-
-
-def test_program_true_at_start_is_rejected(task, rollouts):
-    v = _verify(
-        task, rollouts, _spec(("door_exists", "contains(obs.tiles, DOOR_LOCKED) or True"), GOAL)
+def test_failed_demonstrations_are_dropped_with_a_note():
+    task, sets = _doorkey()
+    e, r = sets.expert, sets.random
+    # Expert file with 4 failed runs mixed in (random runs padded to the expert horizon).
+    pad = e.horizon - r.horizon
+    r_pad = jax.tree.map(
+        lambda a: np.concatenate([a, np.repeat(a[:, -1:], pad, 1)], 1) if a.ndim > 1 else a, r
     )
-    assert v.subtasks[0].start_rate == 1.0
-    assert any("describes the initial state" in r for r in v.subtasks[0].reasons)
+    r_pad = r_pad.replace(valid=np.concatenate([r.valid, np.zeros((r.n, pad), bool)], 1))
+    failed = np.flatnonzero(~np.asarray(r.success))[:4]
+    mixed = jax.tree.map(lambda a, b: np.concatenate([a, b[failed]]), e, r_pad)
+    v = verify_spec(_spec(*MINIGRID.good), task, mixed, r)
+    assert v.passed and v.n_expert == N
+    assert v.notes and v.notes[0].startswith(f"dropped 4 of {N + 4} expert trajectories")
+    few = jax.tree.map(lambda a, b: np.concatenate([a[:3], b[failed]]), e, r_pad)
+    with pytest.raises(UserError, match="only 3 of 7 expert trajectories reach the goal"):
+        verify_spec(_spec(*MINIGRID.good), task, few, r)
 
 
-def test_batched_completion_equals_python_loop(task, rollouts):
-    compiled = compile_spec(
-        RewardSpec.from_source(GOOD), task.inputs("state"), task.constants("state")
+def _doorkey():
+    if MINIGRID.task_id not in _ROLLOUTS:
+        task = envs.make(MINIGRID.task_id)
+        _ROLLOUTS[MINIGRID.task_id] = (task, collect_verification_rollouts(task, "state", n=N))
+    return _ROLLOUTS[MINIGRID.task_id]
+
+
+def test_version_1_trajectories_verify_with_per_step_checks_skipped():
+    task, sets = _doorkey()
+    v1 = sets.expert.replace(solved=None)
+    v = verify_spec(_spec(*MINIGRID.good), task, v1, sets.random)
+    assert v.passed and v.whole_task.timing_runs == 0
+    assert v.whole_task.skipped and "version-1" in v.whole_task.skipped[0]
+    assert [n.kind for n in v.whole_task.negatives] == ["random"]
+    assert "skipped: version-1 expert file has no per-step ground truth" in v.to_markdown()
+
+
+def test_batched_figures_equal_a_python_loop():
+    task, sets = _doorkey()
+    spec = _spec(
+        MINIGRID.good[0], ("at_goal", MINIGRID.good[2][1]), ("solved", MINIGRID.early_last)
     )
-    expert, _ = rollouts
-    small = jax.tree.map(lambda a: a[:3, :12] if a.ndim > 1 else a[:3], expert)
-    batched = completion_matrix(compiled, small)  # [K, N, T]
-    tiles_key = task.constants("state")
+    compiled = compile_spec(spec, task.inputs("state"), task.constants("state"))
+    small = jax.tree.map(lambda a: a[:5], sets.expert)
+    keep = np.asarray(small.success)
+    one = jax.jit(compiled.completion)
     n, t = small.valid.shape
+    done = np.zeros((3, n, t), bool)
     for i in range(n):
         for j in range(t):
-            obs = {k: np.asarray(v[i, j]) for k, v in small.inputs.items()}
-            valid = bool(small.valid[i, j])
-            pos = tuple(obs["agent_pos"])
-            ref = [
-                obs["carried_tile"] == tiles_key["KEY"],
-                bool((obs["tiles"] == tiles_key["DOOR_OPEN"]).any()),
-                obs["tiles"][pos] == tiles_key["GOAL"],
-            ]
-            assert [bool(batched[k, i, j]) for k in range(3)] == [valid and r for r in ref]
+            if small.valid[i, j]:
+                done[:, i, j] = np.asarray(one({k: v[i, j] for k, v in small.inputs.items()}))
+    np.testing.assert_array_equal(completion_matrix(compiled, small), done)
+    # The dense reference path (every step, padding included) gives the same figures.
+    dense = completion_figures(compiled)(small.inputs, small.valid, 1)
+    firsts = np.where(done.any(2), done.argmax(2), t)  # [K, N]
+    np.testing.assert_array_equal(np.asarray(dense[1]).T, firsts)
+
+    v = verify_spec(compiled, task, small, sets.random)
+    solved = np.asarray(small.solved)[keep]
+    first_solved = np.where(solved.any(1), solved.argmax(1), t)
+    f = firsts[:, keep]
+    fired = done.any(2)[:, keep]
+    early = [bool(fired[2, i] and f[2, i] < first_solved[i]) for i in range(keep.sum())]
+    ties = [bool(fired[1, i] and fired[0, i] and f[1, i] == f[0, i]) for i in range(keep.sum())]
+    late = [bool(fired[2, i] and f[2, i] > first_solved[i]) for i in range(keep.sum())]
+    assert v.n_expert == keep.sum() and v.whole_task.early.k == sum(early)
+    assert v.whole_task.late.k == sum(late)
+    assert v.subtasks[1].tie_rate == pytest.approx(np.mean(ties))
+    assert [s.expert.k for s in v.subtasks] == [int(x) for x in fired.sum(1)]
+    steps_early = [first_solved[i] - f[2, i] for i in range(keep.sum()) if early[i]]
+    if steps_early:
+        assert v.whole_task.early_steps == pytest.approx(np.mean(steps_early))
+    means = [np.mean([f[k, i] for i in range(keep.sum()) if fired[k, i]]) for k in range(3)]
+    np.testing.assert_allclose([s.first_step_mean for s in v.subtasks], means)
 
 
-def test_min_steps_and_verdict_round_trip(task, rollouts):
-    v = _verify(task, rollouts, RewardSpec.from_source(GOOD), min_steps=1000)
-    assert not v.passed and all(s.expert_rate == 0.0 for s in v.subtasks)
+def test_wilson_interval():
+    lo, hi = wilson_interval(0, 32)
+    assert lo == 0.0 and hi == pytest.approx(0.1072, abs=1e-3)
+    lo, hi = wilson_interval(26, 256)  # about 10%
+    assert lo == pytest.approx(0.0702, abs=1e-3) and hi == pytest.approx(0.1449, abs=1e-3)
+    assert np.isnan(wilson_interval(0, 0)[0])
+
+
+def test_verdict_round_trip_and_markdown():
+    task, sets = _doorkey()
+    v = verify_spec(_spec(*MINIGRID.good), task, sets.expert, sets.random, Criteria(min_steps=1000))
+    assert not v.passed and all(s.expert.rate == 0.0 for s in v.subtasks)
     again = Verdict.from_dict(json.loads(v.to_json()))
     assert again.to_markdown() == v.to_markdown()
-    assert "| 1 | `picked_up_key` |" in v.to_markdown()
+    md = v.to_markdown()
+    assert "| 1 | `picked_up_key` | 0% [0%–11%] |" in md
     assert "picked_up_key" in v.feedback()
 
 
-def test_bad_criteria_are_refused():
-    from car_jax.errors import UserError
+def test_held_out_verdict_records_the_feedback_one():
+    task = envs.make(MINIGRID.task_id)
+    verifier = make_verifier(task, "state", n=N, seed=0)
+    fb, held = verifier.rollouts(), verifier.held_out_rollouts()
+    assert not np.array_equal(
+        np.asarray(fb.expert.actions[:, :5]), np.asarray(held.expert.actions[:, :5])
+    )
+    assert verifier.rollouts() is fb  # collected once
+    v = verifier.final(_spec(*MINIGRID.good))
+    assert v.passed and v.rollout_set == "held-out" and v.seed == 0
+    assert v.feedback_verdict is not None and v.feedback_verdict.rollout_set == "feedback"
+    assert "On the feedback rollouts (seed 0) the same spec was ACCEPTED" in v.to_markdown()
+    again = Verdict.from_dict(json.loads(v.to_json()))
+    assert again.feedback_verdict.to_markdown() == v.feedback_verdict.to_markdown()
+    assert verifier(_spec(*MINIGRID.good)).rollout_set == "feedback"
 
+
+def test_bad_criteria_and_mismatched_modes_are_refused():
     with pytest.raises(UserError, match="random_rate must be in"):
         Criteria(random_rate=1.5)
+    with pytest.raises(UserError, match="tie_rate must be in"):
+        Criteria(tie_rate=-0.1)
+    task, sets = _doorkey()
+    other = sets.random.replace(mode="pixels")
+    with pytest.raises(UserError, match="random ones in 'pixels'"):
+        verify_spec(_spec(*MINIGRID.good), task, sets.expert, other)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from car_jax.commands._common import load_task, resolve_mode
+from car_jax.verify import DEFAULT_N
 from car_jax.vlm.select import add_vlm_arguments
 
 NAME = "generate"
@@ -24,7 +25,8 @@ def add_arguments(p) -> None:
     )
     add_vlm_arguments(p)
     v = p.add_argument_group("verification")
-    v.add_argument("-n", type=int, default=64, help="expert and random rollouts each (64)")
+    v.add_argument("-n", type=int, default=DEFAULT_N,
+                   help=f"expert, random and near-miss rollouts each ({DEFAULT_N})")  # fmt: skip
     v.add_argument("--horizon", type=int, default=None, help="steps per rollout (task limit)")
     v.add_argument("--seed", type=int, default=0, help="seed of the images and the rollouts")
 

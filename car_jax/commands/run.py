@@ -28,21 +28,21 @@ HELP = "The main job: VLM -> reward programs -> verification -> PPO with code vs
 
 
 def add_arguments(p) -> None:
+    from car_jax.verify import DEFAULT_N
     from car_jax.vlm.select import add_vlm_arguments
 
     p.add_argument("task", metavar="ID", help="task id (see `car-jax envs`)")
     p.add_argument("--mode", default="state", help="program input mode: state (default) or pixels")
     p.add_argument("--spec", default=None, help="skip stage 1 and use this reward spec file")
     p.add_argument("--out", default=None, help="run directory (default runs/<ID>-<time>)")
-    p.add_argument("--verify-n", type=int, default=128,
-                   help="expert and random trajectories each for verification (128)")  # fmt: skip
+    p.add_argument("--verify-n", type=int, default=DEFAULT_N,
+                   help=f"expert, random and near-miss runs each for verification ({DEFAULT_N})")  # fmt: skip
     add_training_arguments(p)
     add_vlm_arguments(p)
 
 
 def _stage1(args, task, mode, run_dir: Path):
     """Generate (or load) the spec; returns (spec, verdict, note) or None when rejected."""
-    from car_jax.verify import verify_spec
     from car_jax.vlm import generate_spec, make_verifier
     from car_jax.vlm.loop import task_images
     from car_jax.vlm.select import choose_backend, make_cache
@@ -54,8 +54,7 @@ def _stage1(args, task, mode, run_dir: Path):
         initial, goal = task_images(task)
         (run_dir / "initial.png").write_bytes(initial)
         (run_dir / "goal.png").write_bytes(goal)
-        expert, random = verifier.rollouts()
-        verdict = verify_spec(spec, task, expert, random)
+        verdict = verifier.final(spec)  # held-out rollouts, feedback verdict recorded
         return spec, verdict, f"Spec read from `{args.spec}` (stage 1 skipped)."
 
     backend, note = choose_backend(args)

@@ -94,11 +94,20 @@ def _arr(v: Value, node: ast.AST) -> Value:
 
 
 def _num(v: Value) -> Value:
-    """Booleans count as 0/1 in arithmetic, as in Python (jnp would OR them)."""
+    """An arithmetic operand: bools count as 0/1 and narrow or unsigned ints widen to int32.
+
+    As in Python, `tile - 10` is negative for a uint8 tile of 3 (jnp would wrap it to 249).
+    """
     if isinstance(v, bool):
         return int(v)
-    if hasattr(v, "dtype") and v.dtype == jnp.bool_:
-        return v.astype(jnp.int32)
+    if hasattr(v, "dtype"):
+        if v.dtype == jnp.bool_:
+            return v.astype(jnp.int32)
+        # NOTE: dtype promotion: uint8/int8/int16/uint16/uint32 -> int32 so no arithmetic wraps.
+        if jnp.issubdtype(v.dtype, jnp.integer) and (
+            v.dtype.itemsize < 4 or jnp.issubdtype(v.dtype, jnp.unsignedinteger)
+        ):
+            return v.astype(jnp.int32)
     return v
 
 

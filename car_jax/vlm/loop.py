@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from car_jax.errors import UserError
+from car_jax.verify import make_verifier  # noqa: F401  (moved to car_jax.verify; re-exported)
 from car_jax.vlm.base import VLMBackend
 from car_jax.vlm.cache import CachedBackend, ResponseCache
 from car_jax.vlm.coverage import Coverage, fit_to_subtasks
@@ -216,12 +217,15 @@ def generate_spec(
             dialogue, records, task, mode, description, environment, verifier, dsl_reference, say
         )
 
-    # FINAL VERDICT: the one place where the run's verdict is decided. The verifier's `final`
-    # (when it has one) checks the best spec on its own rollouts; otherwise the verifier itself.
+    # FINAL VERDICT: the one place where the run's verdict is decided. A spec that passed its
+    # rounds is accepted only if the verifier's `final` check (held-out rollouts the model never
+    # saw in feedback; the verifier itself when it has no `final`) passes too.
     final_verdict, final_error = None, None
-    if best is not None and best.verdict is not None:
+    if best is not None and best.passed:
         try:
             final_verdict = getattr(verifier, "final", verifier)(best.spec)
+            held = "passed" if getattr(final_verdict, "passed", False) else "FAILED"
+            say(f"held-out verification: {held}")
         except UserError:
             raise
         except Exception as err:  # keep every round's records; the run is just not verified
@@ -431,44 +435,3 @@ def _judge_round(
 def _feedback_text(verdict: Any) -> str:
     fb = getattr(verdict, "feedback", None)
     return fb() if callable(fb) else str(fb or "verification failed")
-
-
-# --- the stage-2 verifier ---------------------------------------------------------------------
-def make_verifier(
-    task: Any,
-    mode: str,
-    *,
-    n: int = 64,
-    horizon: int | None = None,
-    random_horizon: int | None = None,
-    seed: int = 0,
-    criteria: Any = None,
-) -> Verifier:
-    """`spec -> Verdict` on `n` expert and `n` random rollouts, collected once on first call.
-
-    Expert rollouts last `horizon` steps (default: the task's limit). Random rollouts last
-    `random_horizon` steps; by default as long as the longest expert episode, so "fires for a
-    random agent" means "given the time the expert needed" (with the full limit a random agent
-    stumbles into most milestones of a small grid world: on DoorKey-8x8 it picks up the key in
-    96% of 640-step runs but in about 20% of 27-step ones).
-    """
-    state: dict[str, Any] = {}
-
-    def rollouts() -> tuple[Any, Any]:
-        from car_jax.verify import collect_verification_rollouts
-
-        return collect_verification_rollouts(task, mode, n, seed, horizon, random_horizon)
-
-    def pair() -> tuple[Any, Any]:
-        if "pair" not in state:
-            state["pair"] = rollouts()
-        return state["pair"]
-
-    def verify(spec: Any) -> Any:
-        from car_jax.verify import verify_spec
-
-        expert, random = pair()
-        return verify_spec(spec, task, expert, random, criteria)
-
-    verify.rollouts = pair  # type: ignore[attr-defined]
-    return verify
