@@ -140,6 +140,12 @@ class PPOConfig:
     """Conv layers (3x3, stride 1) of the CNN torso for image-like float/bool observations."""
     init_log_std: float = 0.0
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    # --- evaluation ---
+    eval_every: int = 0
+    """Updates between evaluations on fresh episodes; 0 picks about 20 per run. The last update
+    is always evaluated."""
+    eval_episodes: int = 32
+    """Evaluation episodes per policy (greedy and stochastic each); 0 turns evaluation off."""
     # --- bookkeeping ---
     family: str = field(default="", compare=True)
     """Task family these defaults came from (informational)."""
@@ -161,6 +167,10 @@ class PPOConfig:
                 f"PPOConfig.total_timesteps={self.total_timesteps} is less than one update "
                 f"(num_envs * num_steps = {self.batch_size} env steps)"
             )
+        for name in ("eval_every", "eval_episodes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise UserError(f"PPOConfig.{name} must be an int >= 0, got {value!r}")
         for name in ("gamma", "gae_lambda"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -189,6 +199,11 @@ class PPOConfig:
     def num_updates(self) -> int:
         """Updates per seed: total_timesteps // batch_size."""
         return self.total_timesteps // self.batch_size
+
+    @property
+    def eval_interval(self) -> int:
+        """Updates between evaluations: `eval_every`, or num_updates // 20 (at least 1) when 0."""
+        return self.eval_every or max(1, self.num_updates // 20)
 
     @property
     def env_steps_per_update(self) -> int:
@@ -239,6 +254,7 @@ class PPOConfig:
             batch_size=self.batch_size,
             minibatch_size=self.minibatch_size,
             num_updates=self.num_updates,
+            eval_interval=self.eval_interval,
         )
         return out
 
