@@ -42,7 +42,7 @@ def add_training_arguments(p) -> None:
     g.add_argument("--progress-obs", action="store_true",
                    help="show the policy its sub-task progress (one-hot next sub-task)")  # fmt: skip
     g.add_argument("--eval-every", type=int, default=None,
-                   help="updates between evaluations on fresh episodes (default: ~20 per run)")  # fmt: skip
+                   help="updates between evaluations on fresh episodes (default: ~10 per run)")  # fmt: skip
     g.add_argument("--eval-episodes", type=int, default=None,
                    help="evaluation episodes per policy, greedy and stochastic (32)")  # fmt: skip
     g.add_argument(

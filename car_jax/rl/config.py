@@ -148,7 +148,7 @@ class PPOConfig:
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
     # --- evaluation ---
     eval_every: int = 0
-    """Updates between evaluations on fresh episodes; 0 picks about 20 per run. The last update
+    """Updates between evaluations on fresh episodes; 0 picks about 10 per run. The last update
     is always evaluated."""
     eval_episodes: int = 32
     """Evaluation episodes per policy (greedy and stochastic each); 0 turns evaluation off."""
@@ -208,8 +208,8 @@ class PPOConfig:
 
     @property
     def eval_interval(self) -> int:
-        """Updates between evaluations: `eval_every`, or num_updates // 20 (at least 1) when 0."""
-        return self.eval_every or max(1, self.num_updates // 20)
+        """Updates between evaluations: `eval_every`, or num_updates // 10 (at least 1) when 0."""
+        return self.eval_every or max(1, self.num_updates // 10)
 
     @property
     def env_steps_per_update(self) -> int:
