@@ -131,3 +131,17 @@ def test_bad_inputs_get_one_clear_line(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["run", "MiniGrid-DoorKey-5x5", "--resume"]) == 2
     assert "--resume needs --out" in capsys.readouterr().err
+
+
+def test_long_defaults_are_announced_with_a_smaller_budget(capsys):
+    import envs
+    from car_jax.commands.train import LONG_RUN_SECONDS, warn_if_long
+    from car_jax.experiment import make_config
+
+    task = envs.make("MiniGrid-DoorKey-16x16")
+    seconds = warn_if_long(task, make_config(task), seeds=2, variants=2)
+    out = capsys.readouterr().out
+    assert seconds > LONG_RUN_SECONDS and "estimated" in out and "--steps" in out
+    small = envs.make("MiniGrid-DoorKey-5x5")
+    assert warn_if_long(small, make_config(small), seeds=1, variants=1) < LONG_RUN_SECONDS
+    assert capsys.readouterr().out == ""
