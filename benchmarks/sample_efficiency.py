@@ -1,13 +1,16 @@
-"""Sample efficiency: env steps to reach 90% success, code reward vs sparse reward.
+"""Sample efficiency: code reward vs sparse reward, judged by evaluation on fresh episodes.
 
 The paper's claim is that the code reward trains faster than the environment's sparse reward.
 For each task this trains PPO with the task's reference reward spec (prompts/reference/) and with
-the sparse reward alone, on the same seeds and under one fixed step budget, and reports the
-env steps at which the seed-mean success rate first reaches the threshold ("not reached" when it
-never does). Results go to benchmarks/results/sample_efficiency.json and one PNG per task.
+the sparse reward alone, on the same seeds and under one fixed step budget, and evaluates every
+`eval_every` updates on fresh episodes (greedy policy, ground-truth success). It reports per
+reward the final greedy success (IQM over seeds, 95% stratified-bootstrap CI, and per seed) and
+the env steps from which success stays >= the threshold to the end of the run (per seed; the
+seed median and how many seeds got there). Results go to benchmarks/results/<out>.json (written
+after every task) and one PNG per task.
 
-    python benchmarks/sample_efficiency.py                      # all tasks, 4 seeds
-    python benchmarks/sample_efficiency.py --tasks MiniGrid-DoorKey-5x5 --seeds 2 --scale 0.5
+    python benchmarks/sample_efficiency.py --tasks MiniGrid-DoorKey-5x5 CartPole-v1 --seeds 5
+    python benchmarks/sample_efficiency.py --render benchmarks/results/sample_efficiency.json
 """
 
 from __future__ import annotations
@@ -25,9 +28,7 @@ from _bench_util import RESULTS, command, machine, write_json  # noqa: E402
 import envs  # noqa: E402
 from car_jax.experiment import (  # noqa: E402
     LABELS,
-    RUN_DEFAULTS,
     curves,
-    episode_warmup,
     make_config,
     summarize,
     train_variants,
@@ -36,26 +37,43 @@ from car_jax.report import json_safe, plot_curves  # noqa: E402
 from car_jax.spec import RewardSpec, compile_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# One fixed budget (env steps per seed, parallel envs) per task: car_jax.experiment.RUN_DEFAULTS.
+# Every task with a reference spec; the budget per task is car_jax.experiment.RUN_DEFAULTS (or
+# the family default), the same that `car-jax run` uses.
 TASKS = (
     "MiniGrid-DoorKey-5x5",
+    "MiniGrid-DoorKey-6x6",
     "MiniGrid-DoorKey-8x8",
     "MiniGrid-DoorKey-16x16",
     "MiniGrid-Unlock",
     "MiniGrid-UnlockPickUp",
+    "MiniGrid-BlockedUnlockPickUp",
+    "MiniGrid-Empty-8x8",
+    "CartPole-v1",
     "MountainCar-v0",
+    "Acrobot-v1",
+    "Breakout-MinAtar",
+    "Freeway-MinAtar",
+    "reacher",
 )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), help="task ids")
-    p.add_argument("--seeds", type=int, default=4)
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--scale", type=float, default=1.0, help="multiply every budget (quick runs)")
     p.add_argument("--threshold", type=float, default=0.9)
     p.add_argument("--mode", default="state")
+    p.add_argument("--bonus", type=float, default=0.5)
+    p.add_argument("--shaping", default="bonus", choices=("bonus", "potential"))
+    p.add_argument("--progress-obs", action="store_true", help="sub-task progress in the obs")
+    p.add_argument("--eval-episodes", type=int, default=None)
+    p.add_argument("--num-envs", type=int, default=None, help="override the task's env count")
+    p.add_argument("--steps", type=int, default=None, help="override the budget per seed")
+    p.add_argument("--rewards", nargs="+", default=["car", "sparse"], choices=("car", "sparse"))
     p.add_argument("--work-dir", default=None, help="training logs (default: a temporary folder)")
     p.add_argument("--out", default=str(RESULTS / "sample_efficiency.json"))
+    p.add_argument("--note", default="", help="free text stored in the JSON (e.g. machine load)")
     p.add_argument("--render", metavar="JSON", help="print the markdown table of a saved run")
     args = p.parse_args()
     if args.render:
@@ -64,92 +82,114 @@ def main() -> None:
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="car-jax-sample-eff-"))
     out_json = Path(args.out)
-    rows, per_task = [], {}
+    per_task, not_run = {}, []
+    key = f"steps_to_{int(round(args.threshold * 100))}pct"
     for task_id in args.tasks:
         task = envs.make(task_id)
         spec_path = ROOT / "prompts" / "reference" / f"{task_id}.{args.mode}.py"
         if not spec_path.is_file():
             print(f"skip {task_id}: no reference spec {spec_path.name}", file=sys.stderr)
+            not_run.append(task_id)
             continue
         spec = RewardSpec.load(spec_path)
         compiled = compile_spec(spec, task.inputs(args.mode), task.constants(args.mode))
-        budget = int(RUN_DEFAULTS.get(task_id, (1_000_000, None))[0] * args.scale)
-        config = make_config(task, budget)
+        base = make_config(task, args.steps, num_envs=args.num_envs)
+        budget = max(base.batch_size, int(base.total_timesteps * args.scale))
+        config = make_config(task, budget, num_envs=args.num_envs,
+                             eval_episodes=args.eval_episodes)  # fmt: skip
         t0 = time.perf_counter()
         results = train_variants(
-            task, compiled, args.mode, ("car", "sparse"), config, args.seeds,
-            work / task_id, progress=True,
+            task, compiled, args.mode, tuple(args.rewards), config, args.seeds, work / task_id,
+            bonus=args.bonus, shaping=args.shaping, progress=True, progress_obs=args.progress_obs,
         )  # fmt: skip
-        warmup = episode_warmup(task, config)
-        summary = summarize(results, compiled.names, args.threshold, warmup=warmup)
-        cs = curves(results, warmup_steps=warmup)
-        png = out_json.parent / f"sample_efficiency_{task_id}.png"
-        plot_curves(cs, png, f"{task_id}: code reward vs sparse ({args.seeds} seeds)")
-        key = f"steps_to_{int(args.threshold * 100)}pct"
+        summary = summarize(results, compiled.names, args.threshold)
+        png = out_json.parent / f"{out_json.stem}_{task_id}.png"
+        plot_curves(curves(results), png, f"{task_id}: code reward vs sparse ({args.seeds} seeds)")
         per_task[task_id] = {
             "budget_per_seed": config.num_updates * config.batch_size,
             "num_envs": config.num_envs,
+            "num_steps": config.num_steps,
             "updates": config.num_updates,
+            "eval_interval_updates": config.eval_interval,
+            "eval_episodes_per_policy": config.eval_episodes,
             "spec": spec_path.name,
             "wall_seconds": time.perf_counter() - t0,
             "plot": png.name,
             **summary,
         }
-        car, sparse = summary["car"][key], summary["sparse"][key]
-        if car == car and sparse == sparse:
-            verdict = f"{sparse / car:.1f}x fewer steps with code reward"
-        elif car == car:
-            verdict = "only the code reward reaches it"
-        elif sparse == sparse:
-            verdict = "only the sparse reward reaches it"
-        else:
-            verdict = "neither reaches it"
-        rows.append((task_id, per_task[task_id]["budget_per_seed"], summary, key, verdict))
         payload = {
             "benchmark": "sample_efficiency",
+            "protocol": (
+                f"PPO, {args.seeds} seeds per reward (vmapped), reward spec prompts/reference/"
+                f"<task>.{args.mode}.py, {args.shaping} shaping, bonus {args.bonus}"
+                f"{', progress observation' if args.progress_obs else ''}. Every eval_interval "
+                "updates and after the last: eval_episodes fresh episodes per policy (greedy = "
+                "argmax, stochastic = sampled) from their own resets, scored by the task's "
+                "ground-truth success. final_success = IQM over seeds of the last evaluation's "
+                "greedy success, with a 95% stratified-bootstrap CI; steps_to = per seed the first "
+                "evaluation from which greedy success stays >= threshold to the end; the summary "
+                "value is the seed median (null unless at least half the seeds got there)."
+            ),
             "threshold": args.threshold,
             "seeds": args.seeds,
             "mode": args.mode,
+            "shaping": args.shaping,
+            "bonus": args.bonus,
+            "progress_obs": args.progress_obs,
+            "rewards": args.rewards,
             "tasks": per_task,
+            "not_run": not_run,
+            "note": args.note or "measured on a shared 2-core CPU, other jobs running",
             "machine": machine(),
             "command": command(__file__),
         }
-        write_json(
-            out_json, json_safe(payload)
-        )  # written after every task: nothing lost on a crash
-
-    def fmt(x):
-        return "not reached" if x != x else f"{x / 1e6:.2f}M"
-
-    print(f"\nEnv steps to {args.threshold:.0%} success (seed mean, {args.seeds} seeds)")
-    print(
-        f"{'task':<28}{'budget':>9}{'code reward':>14}{'sparse':>14}  final success (code / sparse)"
-    )
-    for task_id, budget, s, key, verdict in rows:
-        print(
-            f"{task_id:<28}{budget / 1e6:>8.2f}M{fmt(s['car'][key]):>14}{fmt(s['sparse'][key]):>14}"
-            f"  {s['car']['final_success']:.0%} / {s['sparse']['final_success']:.0%}   {verdict}"
-        )
+        write_json(out_json, json_safe(payload))  # after every task: nothing lost on a crash
+        print(_row(task_id, per_task[task_id], key), flush=True)
     print(f"wrote {out_json} ({', '.join(LABELS.values())})")
 
 
-def render_markdown(payload: dict) -> str:
-    """The README table of a saved run: steps to the threshold and final success per reward."""
-    key = f"steps_to_{int(payload['threshold'] * 100)}pct"
+def _steps(x) -> str:
+    return "not reached" if x is None or x != x else f"{x / 1e6:.2f}M"
 
-    def steps(x):
-        return "not reached" if x is None else f"{x / 1e6:.2f}M"
+
+def _row(task_id: str, t: dict, key: str) -> str:
+    """One console line per task."""
+    parts = [f"{task_id:<28} budget {t['budget_per_seed'] / 1e6:.2f}M"]
+    for reward in ("car", "sparse"):
+        if reward in t:
+            s = t[reward]
+            parts.append(
+                f"{reward}: greedy success {s['final_success']:.0%} (per seed "
+                + " ".join(f"{x:.0%}" for x in s["final_success_per_seed"])
+                + f"), steps to threshold {_steps(s[key])}"
+            )
+    return "  ".join(parts)
+
+
+def render_markdown(payload: dict) -> str:
+    """The README table of a saved run: final greedy success with its CI and steps to threshold."""
+    pct = int(round(payload["threshold"] * 100))
+    key = f"steps_to_{pct}pct"
+
+    def success(s):
+        low, high = s["final_success_ci95"]
+        return f"{s['final_success']:.0%} [{low:.0%}, {high:.0%}]"
+
+    def reached(s):
+        return f"{_steps(s[key])} ({s[f'seeds_reaching_{pct}pct']}/{len(s['seeds'])})"
 
     lines = [
-        f"| task | budget per seed (envs x updates) | code reward: steps to {payload['threshold']:.0%} "
-        "| sparse: steps to it | final success, code / sparse |",
-        "|---|---|---|---|---|",
+        f"| task | budget per seed (envs x steps x updates) | final greedy success, code "
+        f"| sparse | steps to sustained {pct}%, code (seeds) | sparse (seeds) |",
+        "|---|---|---|---|---|---|",
     ]
     for task_id, t in payload["tasks"].items():
+        if "car" not in t or "sparse" not in t:
+            continue
         lines.append(
-            f"| {task_id} | {t['budget_per_seed'] / 1e6:.2f}M ({t['num_envs']} x {t['updates']}) "
-            f"| {steps(t['car'][key])} | {steps(t['sparse'][key])} "
-            f"| {t['car']['final_success']:.0%} / {t['sparse']['final_success']:.0%} |"
+            f"| {task_id} | {t['budget_per_seed'] / 1e6:.2f}M ({t['num_envs']} x "
+            f"{t['num_steps']} x {t['updates']}) | {success(t['car'])} | {success(t['sparse'])} "
+            f"| {reached(t['car'])} | {reached(t['sparse'])} |"
         )
     return "\n".join(lines)
 

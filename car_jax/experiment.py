@@ -1,8 +1,9 @@
 """Stage 3 glue: train PPO with the code reward and with the sparse reward, side by side.
 
 `train_variants` builds one `CodeReward` env per reward variant ("car": env reward + code
-bonuses; "sparse": the env reward alone, sub-task completion still logged), trains every variant
-on the same seeds with `car_jax.rl.driver.train_run`, and returns learning curves.
+reward; "sparse": the env reward alone, sub-task completion still logged), trains every variant
+on the same seeds with `car_jax.rl.driver.train_run`; `curves` and `summarize` read the
+evaluation metrics (fresh episodes, greedy policy, ground-truth success) of the results.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from car_jax.reward import CodeReward
 
 REWARDS = ("car", "sparse")
 LABELS = {"car": "code reward (CaR)", "sparse": "sparse reward"}
+# The score every curve, summary and report is judged by.
+SCORE = "eval_greedy_success"
 
 # Per task: (env steps per seed, parallel envs per seed) that `car-jax run` and the
-# sample-efficiency benchmark train with by default. Fewer envs for small budgets, so that
-# training gets enough updates (budget / (envs * rollout length)).
+# sample-efficiency benchmark train with by default, on top of the family's PPO defaults
+# (car_jax.rl.config.FAMILY_DEFAULTS). Chosen with benchmarks/results/defaults_sweep.json.
 RUN_DEFAULTS: dict[str, tuple[int, int]] = {
     "MiniGrid-DoorKey-5x5": (300_000, 128),
     "MiniGrid-DoorKey-6x6": (500_000, 256),
@@ -35,6 +38,10 @@ RUN_DEFAULTS: dict[str, tuple[int, int]] = {
     "MiniGrid-Empty-8x8": (300_000, 256),
     "MountainCar-v0": (1_000_000, 64),
 }
+
+# Training env-steps/s per seed on a 2-core CPU at the family's default envs (measured, rounded
+# down), for the time estimate `car-jax run` prints before it starts.
+STEPS_PER_SECOND = {"minigrid": 30_000, "classic": 20_000, "minatar": 2_700, "brax": 2_000}
 
 
 def expand_rewards(choice: str) -> tuple[str, ...]:
@@ -53,9 +60,12 @@ def make_env(
     reward: str,
     bonus: float = 0.5,
     shaping: str = "bonus",
-    gamma: float = 0.99,
+    progress_obs: bool = False,
 ) -> CodeReward:
-    """The training env of one reward variant (the sparse one keeps logging sub-tasks)."""
+    """The training env of one reward variant (the sparse one keeps logging sub-tasks).
+
+    The discount of potential shaping is the learner's: PPO binds it when it trains.
+    """
     code_weight = 1.0 if reward == "car" else 0.0
     return CodeReward(
         task,
@@ -64,7 +74,7 @@ def make_env(
         bonus=bonus,
         code_weight=code_weight,
         shaping=shaping,
-        gamma=gamma,
+        progress_obs=progress_obs and reward == "car",
     )
 
 
@@ -81,6 +91,13 @@ def make_config(task, steps: int | None = None, **overrides: Any):
     return PPOConfig.for_family(task.family, **overrides)
 
 
+def estimate_seconds(task, config, seeds: int, variants: int) -> float:
+    """Rough training wall clock on a 2-core CPU (compile excluded), from `STEPS_PER_SECOND`."""
+    rate = STEPS_PER_SECOND.get(task.family, 5_000)
+    # NOTE: seeds run vmapped in one program; on a CPU that costs about as much as sequentially.
+    return config.num_updates * config.batch_size * seeds * variants / rate
+
+
 def train_variants(
     task,
     compiled,
@@ -93,6 +110,7 @@ def train_variants(
     bonus: float = 0.5,
     shaping: str = "bonus",
     progress: bool = True,
+    progress_obs: bool = False,
 ) -> dict[str, Any]:
     """Train each reward variant on the same seeds; results keyed by variant, logs in out_dir/<variant>."""
     from car_jax.rl.driver import train_run
@@ -100,7 +118,7 @@ def train_variants(
     out = Path(out_dir)
     results = {}
     for reward in rewards:
-        env = make_env(task, compiled, mode, reward, bonus, shaping, config.gamma)
+        env = make_env(task, compiled, mode, reward, bonus, shaping, progress_obs)
         results[reward] = train_run(
             config,
             env,
@@ -113,19 +131,11 @@ def train_variants(
     return results
 
 
-def curves(
-    results: dict[str, Any],
-    metric: str = "success_rate",
-    warmup_steps: int = 0,
-    window: int = 4,
-) -> dict[str, Curve]:
+def curves(results: dict[str, Any], metric: str = SCORE) -> dict[str, Curve]:
     """Learning curves (env steps vs `metric`, one row per seed) of each trained variant.
 
-    Each point pools the episodes that ended in the last `window` updates (weighted by their
-    count, so an update where a few episodes ended weighs little). Points before
-    `warmup_steps` env steps are blanked (NaN): all envs start together, so until every env has
-    run a whole episode the episodes that ended are the quick successes, and then the failures
-    time out all at once (pass `max_steps * num_envs`).
+    Only the updates where `metric` was logged are kept: for the `eval_*` metrics, the
+    evaluations (fresh episodes every `eval_every` updates and after the last one).
     """
     out = {}
     for reward, res in results.items():
@@ -134,54 +144,55 @@ def curves(
             raise UserError(f"training logged no {metric!r}; logged: {', '.join(sorted(m))}")
         steps = np.asarray(m["env_steps"])[0]
         values = np.asarray(m[metric], float)
-        if "episodes" in m and window > 1:
-            values = _pooled(values, np.asarray(m["episodes"], float), window)
-        values = values.copy()
-        values[:, steps < warmup_steps] = np.nan
-        out[LABELS.get(reward, reward)] = Curve(steps, values)
+        logged = np.isfinite(values).any(axis=0)
+        out[LABELS.get(reward, reward)] = Curve(steps[logged], values[:, logged])
     return out
 
 
-def _pooled(rate: np.ndarray, episodes: np.ndarray, window: int) -> np.ndarray:
-    """Episode-weighted mean of `rate` [S, U] over a trailing window of updates."""
-    hits = np.where(np.isfinite(rate), rate, 0.0) * episodes
+def summarize(results: dict[str, Any], names: Sequence[str], threshold: float = 0.9) -> dict:
+    """JSON-ready summary per variant, judged by evaluation on fresh episodes.
 
-    def trailing_sum(x):
-        c = np.cumsum(x, axis=1)
-        c[:, window:] = c[:, window:] - c[:, :-window]
-        return c
-
-    n = trailing_sum(episodes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, trailing_sum(hits) / n, np.nan)
-
-
-def episode_warmup(task, config) -> int:
-    """Env steps per seed until every env has finished at least one episode."""
-    return int(task.max_steps) * int(config.num_envs)
-
-
-def summarize(
-    results: dict[str, Any], names: Sequence[str], threshold: float = 0.9, warmup: int = 0
-) -> dict:
-    """JSON-ready summary: per variant, final success, steps to threshold, sub-task rates, speed."""
+    Final scores are the last evaluation's, per seed and as the IQM over seeds with a 95%
+    stratified-bootstrap interval; "steps to" is per seed the first evaluation from which
+    greedy success stays >= threshold to the end, with the seed median and how many got there.
+    Training-episode figures are kept under `train_*`.
+    """
+    pct = int(round(threshold * 100))
     summary = {}
     for reward, res in results.items():
-        c = curves({reward: res}, warmup_steps=warmup)[LABELS.get(reward, reward)]
-        sub = np.asarray(res.metrics.get("subtask_rate", np.zeros((1, 1, 0))), float)
-        final_sub = []
-        if sub.size and np.isfinite(sub[:, -3:, :]).any():
-            final_sub = np.nanmean(sub[:, -3:, :], axis=(0, 1))
-        steps = float(c.steps[-1]) * len(res.seeds) if c.steps.size else 0.0
-        summary[reward] = {
+        m = res.metrics
+        greedy = curves({reward: res})[LABELS.get(reward, reward)]
+        low, high = greedy.final_interval()
+        per_seed_steps = greedy.seed_steps_to(threshold)
+        entry = {
             "seeds": list(res.seeds),
-            "final_success": c.final(),
-            f"steps_to_{int(threshold * 100)}pct": c.steps_to(threshold),
-            "final_subtask_rates": dict(zip(names, np.asarray(final_sub, float).round(4).tolist())),
-            "compile_seconds": res.compile_seconds,
-            "train_seconds": res.train_seconds,
-            "env_steps_per_second": steps / res.train_seconds if res.train_seconds else None,
+            "score": f"{SCORE}: success of the greedy policy on fresh evaluation episodes",
+            "final_success": greedy.final(),
+            "final_success_ci95": [low, high],
+            "final_success_per_seed": greedy.final_per_seed().tolist(),
+            f"steps_to_{pct}pct": greedy.steps_to(threshold),
+            f"steps_to_{pct}pct_per_seed": per_seed_steps.tolist(),
+            f"seeds_reaching_{pct}pct": int(np.isfinite(per_seed_steps).sum()),
         }
+        for name in ("eval_stochastic_success", "eval_greedy_return", "eval_greedy_length"):
+            if name in m:
+                c = curves({reward: res}, name)[LABELS.get(reward, reward)]
+                entry[f"final_{name}"] = c.final()
+        rates = np.asarray(m.get("eval_greedy_subtask_rate", np.zeros((1, 1, 0))), float)
+        final_sub = rates[:, -1, :].mean(axis=0) if rates.size else np.zeros(0)
+        entry["final_subtask_rates"] = dict(zip(names, np.round(final_sub, 4).tolist()))
+        if "train_success_rate" in m:
+            tail = np.asarray(m["train_success_rate"], float)[:, -3:]
+            entry["train_episodes_final_success"] = (
+                float(np.nanmean(tail)) if np.isfinite(tail).any() else float("nan")
+            )
+        steps = float(np.asarray(m["env_steps"])[0, -1]) * len(res.seeds)
+        entry.update(
+            compile_seconds=res.compile_seconds,
+            train_seconds=res.train_seconds,
+            env_steps_per_second=steps / res.train_seconds if res.train_seconds else None,
+        )
+        summary[reward] = entry
     return summary
 
 

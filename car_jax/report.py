@@ -8,54 +8,65 @@ from pathlib import Path
 import numpy as np
 
 from car_jax.jsonutil import json_safe  # noqa: F401  (moved; re-exported here)
+from car_jax.stats import bootstrap_ci, iqm, steps_to_sustained
 
 
 class Curve:
-    """One learning curve over seeds: env steps [U] and a metric [S, U] (seeds x updates)."""
+    """One learning curve over seeds: env steps [E] and a score [S, E] (seeds x evaluations).
+
+    Aggregates follow the field's protocol: per point the interquartile mean over seeds with a
+    95% stratified-bootstrap interval; thresholds are per seed and sustained (see `steps_to`).
+    """
 
     def __init__(self, steps: np.ndarray, values: np.ndarray):
         self.steps = np.asarray(steps, float)
         self.values = np.atleast_2d(np.asarray(values, float))
 
     @property
-    def mean(self) -> np.ndarray:
-        """Mean over seeds, ignoring NaN (updates where no episode ended)."""
-        return _nanreduce(np.nanmean, self.values)
+    def seeds(self) -> int:
+        """Number of seeds (rows)."""
+        return self.values.shape[0]
 
     @property
-    def low(self) -> np.ndarray:
-        """Lower edge of the spread band: the minimum over seeds."""
-        return _nanreduce(np.nanmin, self.values)
+    def iqm(self) -> np.ndarray:
+        """Interquartile mean over seeds at every point."""
+        return iqm(self.values, axis=0)
 
-    @property
-    def high(self) -> np.ndarray:
-        """Upper edge of the spread band: the maximum over seeds."""
-        return _nanreduce(np.nanmax, self.values)
+    def interval(self, reps: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """95% stratified-bootstrap interval of the IQM at every point (over seeds)."""
+        bounds = np.asarray(
+            [bootstrap_ci(self.values[:, i], reps=reps) for i in range(self.values.shape[1])]
+        )
+        return bounds[:, 0], bounds[:, 1]
+
+    def seed_steps_to(self, threshold: float) -> np.ndarray:
+        """Per seed: the first evaluation from which the score stays >= threshold (NaN: never)."""
+        return np.asarray([steps_to_sustained(self.steps, v, threshold) for v in self.values])
 
     def steps_to(self, threshold: float) -> float:
-        """First env step at which the seed-mean reaches `threshold` (NaN if never)."""
-        hit = np.nonzero(self.mean >= threshold)[0]
-        return float(self.steps[hit[0]]) if hit.size else float("nan")
+        """Median over seeds of `seed_steps_to` (NaN unless at least half the seeds got there)."""
+        per_seed = np.sort(self.seed_steps_to(threshold))  # NaN sorts last: "never" is largest
+        n = per_seed.size
+        mid = per_seed[(n - 1) // 2 : n // 2 + 1]
+        return float(mid.mean()) if np.isfinite(mid).all() else float("nan")
 
-    def final(self, last: int = 3) -> float:
-        """Seed-mean over the last `last` points."""
-        tail = self.mean[-last:]
-        return float(_nanreduce(np.nanmean, tail)) if np.isfinite(tail).any() else float("nan")
+    def final_per_seed(self) -> np.ndarray:
+        """Each seed's score at the last evaluation."""
+        return self.values[:, -1]
 
+    def final(self) -> float:
+        """IQM over seeds of the last evaluation's score."""
+        return float(iqm(self.final_per_seed()))
 
-def _nanreduce(fn, values: np.ndarray) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return fn(values, axis=0)
+    def final_interval(self, reps: int = 2000) -> tuple[float, float]:
+        """95% stratified-bootstrap interval of `final()`."""
+        return bootstrap_ci(self.final_per_seed(), reps=reps)
 
 
 def plot_curves(
-    curves: Mapping[str, Curve], path: str | Path, title: str, ylabel: str = "success rate"
+    curves: Mapping[str, Curve], path: str | Path, title: str, ylabel: str = "eval success (greedy)"
 ) -> Path:
-    """Plot mean +- spread (min..max over seeds) of each curve against env steps to a PNG."""
+    """Plot the IQM over seeds of each curve with its 95% bootstrap interval, to a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,17 +74,21 @@ def plot_curves(
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for label, c in curves.items():
-        n = c.values.shape[0]
-        (line,) = ax.plot(c.steps, c.mean, label=f"{label} ({n} seed{'s' if n != 1 else ''})")
+        n = c.seeds
+        (line,) = ax.plot(
+            c.steps, c.iqm, marker=".", label=f"{label} (IQM, {n} seed{'s' if n != 1 else ''})"
+        )
         if n > 1:
-            ax.fill_between(c.steps, c.low, c.high, alpha=0.2, color=line.get_color(), lw=0)
-    ax.set_xlabel("env steps")
+            low, high = c.interval()
+            ax.fill_between(c.steps, low, high, alpha=0.2, color=line.get_color(), lw=0)
+    ax.set_xlabel("env steps per seed")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    if ylabel == "success rate":
+    ax.set_title(title, fontsize=10)
+    if "success" in ylabel:
         ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    ax.legend(loc="best", fontsize=8)
+    fig.text(0.01, 0.01, "shaded: 95% stratified-bootstrap CI over seeds", fontsize=7, alpha=0.7)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,12 +115,17 @@ def run_report(
 ) -> str:
     """The markdown report of a `car-jax run`: stages, verdict, and a results table."""
     rows = [
-        f"| reward | seeds | final success | env steps to {threshold:.0%} success |",
-        "|---|---|---|---|",
+        f"| reward | seeds | final greedy eval success: IQM [95% CI] | per seed "
+        f"| env steps to sustained {threshold:.0%}: median (seeds there) |",
+        "|---|---|---|---|---|",
     ]
     for label, c in curves.items():
+        low, high = c.final_interval()
+        reached = int(np.isfinite(c.seed_steps_to(threshold)).sum())
+        per_seed = " ".join(f"{x:.0%}" for x in c.final_per_seed())
         rows.append(
-            f"| {label} | {c.values.shape[0]} | {c.final():.0%} | {_fmt_steps(c.steps_to(threshold))} |"
+            f"| {label} | {c.seeds} | {c.final():.0%} [{low:.0%}, {high:.0%}] | {per_seed} "
+            f"| {_fmt_steps(c.steps_to(threshold))} ({reached}/{c.seeds}) |"
         )
     return "\n".join(
         [

@@ -123,8 +123,10 @@ def _goal_state(task: Task, key: jax.Array) -> Any:
     # NOTE: jitted per task instance (task is closed over, not traced).
     @jax.jit
     def run(key):
-        key, k_reset = jax.random.split(key)
-        _, state = task.reset(k_reset, task.params)
+        # NOTE: the same reset as `initial_state(key)`, so the goal shows that very layout; the
+        # expert's own randomness comes from a key folded off it.
+        _, state = task.reset(key, task.params)
+        key = jax.random.fold_in(key, 1)
 
         def cond(carry):
             _, state, done, t = carry

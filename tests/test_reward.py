@@ -1,4 +1,6 @@
-"""Reward fusion: CodeReward pays each sub-task bonus once, in order, and resets with the episode."""
+"""Reward fusion: CodeReward pays each sub-task once, in order, several on one step too (the
+terminal step included), restarts with every episode inside training, and its potential shaping
+telescopes to -Phi(s0) with the learner's gamma."""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ import pytest
 
 import envs
 from car_jax.errors import UserError
-from car_jax.reward import CodeReward
+from car_jax.reward import CodeReward, add_progress
+from car_jax.rl.config import PPOConfig
+from car_jax.rl.ppo import PPOTrainer
 from car_jax.spec import RewardSpec, compile_spec
+from envs.base import ActionSpace, InputField, Task
 
 TASK_ID = "MiniGrid-DoorKey-5x5"
 SPEC = '''"""Pick up the key, open the door, then reach the goal square."""
@@ -71,7 +76,7 @@ def actions(task):
     }
 
 
-def _episodes(env, actions):
+def _episodes(env, actions, with_terminated=False):
     """Replay [N, T] actions through `env`, stopping each env at its first episode end."""
 
     def episode(key, acts):
@@ -84,11 +89,11 @@ def _episodes(env, actions):
             _, new, r, term, trunc, info = env.step(k_s, state, action, env.params)
             new = jax.tree.map(lambda a, b: jnp.where(ended, b, a), new, state)
             out = (jnp.where(ended, 0.0, r), jnp.where(ended, 0.0, info["code_reward"]),
-                   info["subtask_done"], ~ended, new.next_subtask)  # fmt: skip
+                   info["subtask_done"], ~ended, new.next_subtask, term)  # fmt: skip
             return (new, ended | term | trunc, key), out
 
         _, outs = jax.lax.scan(body, (state, jnp.bool_(False), key), acts)
-        return outs
+        return outs if with_terminated else outs[:5]
 
     return jax.jit(jax.vmap(episode))(jax.random.split(jax.random.key(1), N), actions)
 
@@ -111,15 +116,9 @@ def test_bonuses_paid_once_each_in_order(task, compiled, actions):
         assert reward[i][last] > 1.0 and paid[2] == last
 
 
-def test_index_resets_with_the_episode(task, compiled):
-    env = CodeReward(task, compiled)
-    _, state = env.reset(jax.random.key(0), env.params)
-    assert int(state.next_subtask) == 0
-    assert state.env_state is not None
-
-
 def test_out_of_order_completion_earns_nothing_until_its_turn(task, compiled, actions):
-    # Door first, then key: the key is picked up before the door opens, so no bonus for it then.
+    # Door first, then key: the key is picked up before the door opens, so no bonus for it then;
+    # when the door opens the key is already carried, and both are paid on that one step.
     src = (
         SPEC.split("def picked_up_key")[0]
         + "def opened_door"
@@ -133,19 +132,31 @@ def test_out_of_order_completion_earns_nothing_until_its_turn(task, compiled, ac
     _, code, _, valid, idx = (np.asarray(a) for a in _episodes(env, actions["expert"]))
     for i in range(N):
         paid = np.nonzero(code[i])[0]
-        assert len(paid) == 2 and paid[1] == paid[0] + 1  # key paid on the step after the door
+        assert len(paid) == 1 and code[i][paid[0]] == 2.0 and idx[i][paid[0]] == 2
+        assert idx[i][paid[0] - 1] == 0  # nothing before the door, though the key was held
 
 
-def test_potential_shaping_telescopes(task, compiled, actions):
+@pytest.mark.parametrize("policy", ["expert", "random"])
+def test_potential_shaping_sums_to_minus_phi0_over_terminating_episodes(
+    task, compiled, actions, policy
+):
     gamma = 0.9
-    env = CodeReward(task, compiled, shaping="potential", gamma=gamma, env_weight=0.0)
-    _, code, _, valid, idx = (np.asarray(a) for a in _episodes(env, actions["expert"]))
+    env = CodeReward(task, compiled, bonus=(0.25, 0.5, 1.0), shaping="potential", gamma=gamma,
+                     env_weight=0.0)  # fmt: skip
+    _, code, _, valid, idx, terminated = (
+        np.asarray(a) for a in _episodes(env, actions[policy], with_terminated=True)
+    )
+    phi = np.asarray(env.potential)
+    ended = 0
     for i in range(N):
         v = valid[i]
-        t = np.arange(v.sum())
-        # Discounted sum of gamma*Phi(s') - Phi(s) = gamma^T Phi(s_T) - Phi(s_0).
-        disc = np.sum(gamma**t * code[i][v])
-        assert disc == pytest.approx(gamma ** len(t) * idx[i][v][-1] / 3, abs=1e-4)
+        disc = np.sum(gamma ** np.arange(v.sum()) * code[i][v])
+        if terminated[i][v][-1]:  # Phi(s_T) = 0: the discounted sum is -Phi(s0) = 0
+            assert disc == pytest.approx(0.0, abs=1e-5)
+            ended += 1
+        else:  # cut short by the horizon: gamma^T Phi(s_T) - Phi(s0)
+            assert disc == pytest.approx(gamma ** v.sum() * phi[idx[i][v][-1]], abs=1e-5)
+    assert ended == N if policy == "expert" else ended < N
 
 
 def test_random_policy_earns_less(task, compiled, actions):
@@ -161,3 +172,111 @@ def test_bad_arguments_are_refused(task, compiled):
         CodeReward(task, compiled, bonus=(1.0, 2.0))
     with pytest.raises(UserError, match="no input mode"):
         CodeReward(task, compiled, mode="rgb")
+
+
+# --- a counter task: sub-tasks that complete together, on the terminal step too ------------------
+
+
+class Counter(Task):
+    """Counts steps; the episode terminates after `length` steps and then counts as solved."""
+
+    id = "Counter"
+    family = "test"
+    length = 3
+    max_steps = 3
+    modes = ("state",)
+    action = ActionSpace("discrete", n=2)
+    obs_shape = (2,)
+    obs_dtype = "float32"
+
+    def reset(self, key, params):
+        t = jnp.zeros((), jnp.int32)
+        return jnp.zeros((2,), jnp.float32), t
+
+    def step(self, key, t, action, params):
+        t = t + 1
+        obs = jnp.stack([t, action]).astype(jnp.float32)
+        return obs, t, jnp.zeros(()), t >= self.length, jnp.zeros((), bool), {}
+
+    def inputs(self, mode):
+        return {"t": InputField((), "int32", "steps taken")}
+
+    def observe(self, t, mode):
+        return {"t": t}
+
+    def success(self, t):
+        return t >= self.length
+
+
+def _counter_reward(thresholds, **kwargs):
+    """CodeReward over Counter with one sub-task `obs.t >= th` per threshold."""
+    src = '"""Count."""\n' + "".join(
+        f'\n\ndef at_{i}(obs):\n    """t reached {th}."""\n    return obs.t >= {th}\n'
+        for i, th in enumerate(thresholds)
+    )
+    task = Counter()
+    comp = compile_spec(RewardSpec.from_source(src), task.inputs("state"), {})
+    return CodeReward(task, comp, **kwargs)
+
+
+def _counter_episode(env, steps):
+    """Code rewards and sub-task indices over `steps` steps from a reset (no auto-reset)."""
+    _, state = env.reset(jax.random.key(0), env.params)
+    codes, idxs = [], []
+    for _ in range(steps):
+        _, state, _, term, _, info = env.step(jax.random.key(0), state, 1, env.params)
+        codes.append(float(info["code_reward"]))
+        idxs.append(int(state.next_subtask))
+    return codes, idxs, bool(term)
+
+
+def test_all_subtasks_completing_on_one_step_are_paid():
+    # Sub-tasks 0 and 1 complete together on step 1; 2 and 3 together on the terminal step 3.
+    env = _counter_reward((1, 1, 3, 3), bonus=(0.1, 0.2, 0.4, 0.8), env_weight=0.0)
+    codes, idxs, terminated = _counter_episode(env, 3)
+    assert terminated
+    np.testing.assert_allclose(codes, [0.1 + 0.2, 0.0, 0.4 + 0.8], rtol=1e-6)
+    assert idxs == [2, 2, 4]
+
+
+def test_potential_uses_the_bonuses_and_is_zero_at_termination():
+    env = _counter_reward((1, 1, 3), bonus=(0.1, 0.2, 0.4), shaping="potential", gamma=0.5)
+    codes, _, _ = _counter_episode(env, 3)
+    # Phi: 0 -> 0.3 -> 0.3 -> (terminal) 0.
+    np.testing.assert_allclose(codes, [0.5 * 0.3, 0.5 * 0.3 - 0.3, 0.0 - 0.3], rtol=1e-6)
+    assert sum(0.5**t * c for t, c in enumerate(codes)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_ppo_binds_its_traced_gamma_and_restarts_the_index_every_episode():
+    env = _counter_reward((1, 1, 3), bonus=(0.1, 0.2, 0.4), env_weight=0.0)
+    cfg = PPOConfig(num_envs=4, num_steps=6, total_timesteps=4 * 6 * 2, num_minibatches=2,
+                    eval_episodes=4)  # fmt: skip
+    trainer = PPOTrainer(cfg, env)
+    # The learner's gamma, traced, reaches the potential: vmapped over two values.
+    shaped = _counter_reward((1, 1, 3), bonus=(0.1, 0.2, 0.4), shaping="potential", gamma=0.99)
+    bound = jax.vmap(lambda g: PPOTrainer(cfg, shaped).env_params(cfg.hyper(gamma=g)).gamma)(
+        jnp.asarray([0.5, 0.8])
+    )
+    np.testing.assert_allclose(np.asarray(bound), [0.5, 0.8])
+
+    # Inside training every episode (3 steps, auto-reset after each) pays all three sub-tasks:
+    # 6 steps per env = 2 episodes, each paying 0.7, so 1.4 / 6 per step on average.
+    runner = trainer.init(jax.random.key(0))
+    _, metrics = jax.jit(lambda r: trainer.run(r, 2))(runner)
+    np.testing.assert_allclose(np.asarray(metrics["mean_code_reward"]), 1.4 / 6, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(metrics["train_subtask_rate"]), 1.0)
+    np.testing.assert_array_equal(np.asarray(metrics["train_episodes"]), 4 * 2)
+    np.testing.assert_array_equal(np.asarray(metrics["eval_greedy_subtask_rate"][-1]), 1.0)
+
+
+def test_progress_observation_shows_the_next_subtask():
+    env = _counter_reward((1, 1, 3), progress_obs=True)
+    assert env.obs_shape == (2 + 4,)
+    obs, state = env.reset(jax.random.key(0), env.params)
+    np.testing.assert_array_equal(obs[2:], [1, 0, 0, 0])
+    obs, *_ = env.step(jax.random.key(0), state, 1, env.params)
+    np.testing.assert_array_equal(obs[2:], [0, 0, 1, 0])  # two sub-tasks done on step 1
+    grid = add_progress(jnp.zeros((3, 3, 2), jnp.uint8), jnp.int32(2), 3)
+    assert grid.shape == (3, 3, 3) and int(grid[..., 2].min()) == int(grid[..., 2].max()) == 2
+    planes = add_progress(jnp.zeros((3, 3, 1), bool), jnp.int32(1), 3)
+    np.testing.assert_array_equal(planes[0, 0], [False, False, True, False, False])

@@ -60,24 +60,6 @@ def compile_for(spec, task, mode: str):
         ) from None
 
 
-def add_training_arguments(p) -> None:
-    """Training options shared by `car-jax train` and `car-jax run`."""
-    g = p.add_argument_group("training")
-    g.add_argument("--reward", default="both", choices=("car", "sparse", "both"),
-                   help="car: env reward + code bonuses; sparse: env reward only; both (default)")  # fmt: skip
-    g.add_argument("--seeds", type=int, default=2, help="seeds trained at once under vmap (2)")
-    g.add_argument("--num-envs", type=int, default=None, help="parallel envs per seed")
-    g.add_argument("--steps", type=int, default=None, help="env steps per seed (default per task)")
-    g.add_argument("--lr", type=float, default=None, help="learning rate")
-    g.add_argument("--bonus", type=float, default=0.5, help="bonus per sub-task (0.5)")
-    g.add_argument("--shaping", default="bonus", choices=("bonus", "potential"),
-                   help="one-time bonuses, or potential-based shaping (policy-invariant)")  # fmt: skip
-    g.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
 def out_dir(args, prefix: str) -> Path:
     """--out, or runs/<prefix>-<timestamp>; --resume needs an existing --out."""
     import time
@@ -90,43 +72,6 @@ def out_dir(args, prefix: str) -> Path:
             raise UserError(f"--resume: run directory {str(path)!r} does not exist")
         return path
     return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> dict:
-    """Stage 3: train the chosen reward variants, then write summary.json and the learning curves."""
-    from car_jax.experiment import (
-        curves,
-        episode_warmup,
-        expand_rewards,
-        make_config,
-        summarize,
-        train_variants,
-        write_summary,
-    )
-    from car_jax.report import plot_curves
-
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {args.seeds}")
-    config = make_config(task, args.steps, num_envs=args.num_envs, lr=args.lr)
-    rewards = expand_rewards(args.reward)
-    print(
-        f"training {', '.join(rewards)} reward on {task.id} ({mode} mode): {args.seeds} seed(s) x "
-        f"{config.num_updates * config.batch_size:,} env steps, {config.num_envs} envs each"
-    )
-    results = train_variants(
-        task, compiled, mode, rewards, config, args.seeds, run_dir / "train",
-        resume=args.resume, bonus=args.bonus, shaping=args.shaping, progress=not args.no_progress,
-    )  # fmt: skip
-    warmup = episode_warmup(task, config)
-    summary = summarize(results, compiled.names, warmup=warmup)
-    write_summary(run_dir / "summary.json", summary)
-    plot_curves(curves(results, warmup_steps=warmup), run_dir / "learning_curve.png", title)
-    for reward, s in summary.items():
-        print(
-            f"  {reward:>6}: final success {s['final_success']:.0%}, "
-            f"{s['env_steps_per_second'] or 0:,.0f} env-steps/s, compile {s['compile_seconds']:.1f} s"
-        )
-    return {"results": results, "summary": summary, "config": config}
 
 
 def add_plugin_option(p) -> None:

@@ -1,19 +1,21 @@
-"""`car-jax train`: PPO with a reward spec's code reward (and/or the sparse reward)."""
+"""`car-jax train`: PPO with a reward spec's code reward (and/or the sparse reward).
+
+Also home of the training options and the stage-3 routine that `car-jax run` shares.
+"""
 
 from __future__ import annotations
 
-from car_jax.commands._common import (
-    add_training_arguments,
-    compile_for,
-    load_spec,
-    load_task,
-    out_dir,
-    resolve_mode,
-    train_and_report,
-)
+import time
+from pathlib import Path
+
+from car_jax.commands._common import compile_for, load_spec, load_task, out_dir, resolve_mode
+from car_jax.errors import UserError
 
 NAME = "train"
 HELP = "Train PPO agents with a reward spec's code reward and/or the sparse env reward."
+
+# `run` warns before training when the estimate exceeds this many seconds.
+LONG_RUN_SECONDS = 300.0
 
 
 def add_arguments(p) -> None:
@@ -22,6 +24,31 @@ def add_arguments(p) -> None:
     p.add_argument("--mode", default=None, help="program input mode (default: the task's first)")
     p.add_argument("--out", default=None, help="run directory (default runs/train-<ID>-<time>)")
     add_training_arguments(p)
+
+
+def add_training_arguments(p) -> None:
+    """Training options shared by `car-jax train` and `car-jax run`."""
+    g = p.add_argument_group("training")
+    g.add_argument("--reward", default="both", choices=("car", "sparse", "both"),
+                   help="car: env reward + code reward; sparse: env reward only; both (default)")  # fmt: skip
+    g.add_argument("--seeds", type=int, default=2, help="seeds trained at once under vmap (2)")
+    g.add_argument("--num-envs", type=int, default=None, help="parallel envs per seed")
+    g.add_argument("--steps", type=int, default=None, help="env steps per seed (default per task)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate")
+    g.add_argument("--bonus", type=float, default=0.5,
+                   help="reward per sub-task (0.5); under --shaping potential, Phi is their sum")  # fmt: skip
+    g.add_argument("--shaping", default="bonus", choices=("bonus", "potential"),
+                   help="one-time bonuses, or potential-based shaping (keeps the optimal policy)")  # fmt: skip
+    g.add_argument("--progress-obs", action="store_true",
+                   help="show the policy its sub-task progress (one-hot next sub-task)")  # fmt: skip
+    g.add_argument("--eval-every", type=int, default=None,
+                   help="updates between evaluations on fresh episodes (default: ~10 per run)")  # fmt: skip
+    g.add_argument("--eval-episodes", type=int, default=None,
+                   help="evaluation episodes per policy, greedy and stochastic (32)")  # fmt: skip
+    g.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
@@ -34,3 +61,67 @@ def run(args) -> int:
     train_and_report(args, task, mode, compiled, run_dir, f"{task.id} ({mode} mode)")
     print(f"wrote {run_dir}")
     return 0
+
+
+def training_config(args, task):
+    """The PPO config of a `train`/`run` call: task defaults, then the command-line flags."""
+    from car_jax.experiment import make_config
+
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+    return make_config(task, args.steps, num_envs=args.num_envs, lr=args.lr,
+                       eval_every=args.eval_every, eval_episodes=args.eval_episodes)  # fmt: skip
+
+
+def warn_if_long(task, config, seeds: int, variants: int) -> float:
+    """Print the training-time estimate, and how to cut it, when it exceeds a few minutes."""
+    from car_jax.experiment import estimate_seconds
+
+    seconds = estimate_seconds(task, config, seeds, variants)
+    if seconds > LONG_RUN_SECONDS:
+        steps = config.num_updates * config.batch_size
+        smaller = max(config.batch_size, int(steps * LONG_RUN_SECONDS / seconds))
+        print(
+            f"note: this trains {variants} reward(s) x {seeds} seed(s) x {steps:,} env steps; "
+            f"estimated {seconds / 60:.0f} min on a 2-core CPU (plus compile). For a smaller "
+            f"budget pass --steps {smaller:,} (about {LONG_RUN_SECONDS / 60:.0f} min), "
+            "--seeds 1 or --reward car."
+        )
+    return seconds
+
+
+def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> dict:
+    """Stage 3: train the chosen reward variants, then write summary.json and the learning curves."""
+    from car_jax.experiment import curves, expand_rewards, summarize, train_variants, write_summary
+    from car_jax.report import plot_curves
+
+    config = training_config(args, task)
+    rewards = expand_rewards(args.reward)
+    print(
+        f"training {', '.join(rewards)} reward on {task.id} ({mode} mode): {args.seeds} seed(s) x "
+        f"{config.num_updates * config.batch_size:,} env steps, {config.num_envs} envs each; "
+        f"evaluation every {config.eval_interval} updates on {config.eval_episodes} fresh "
+        "episodes per policy (greedy, stochastic)"
+    )
+    warn_if_long(task, config, args.seeds, len(rewards))
+    t0 = time.perf_counter()
+    results = train_variants(
+        task, compiled, mode, rewards, config, args.seeds, run_dir / "train",
+        resume=args.resume, bonus=args.bonus, shaping=args.shaping, progress=not args.no_progress,
+        progress_obs=args.progress_obs,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    summary = summarize(results, compiled.names)
+    write_summary(run_dir / "summary.json", summary)
+    plot_curves(curves(results), run_dir / "learning_curve.png", title)
+    for reward, s in summary.items():
+        per_seed = " ".join(f"{x:.0%}" for x in s["final_success_per_seed"])
+        print(
+            f"  {reward:>6}: greedy eval success {s['final_success']:.0%} (IQM; per seed "
+            f"{per_seed}), {s['env_steps_per_second'] or 0:,.0f} env-steps/s, compile "
+            f"{s['compile_seconds']:.1f} s, train {s['train_seconds']:.1f} s"
+        )
+    compile_s = sum(r.compile_seconds for r in results.values())
+    train_s = sum(r.train_seconds for r in results.values())
+    return {"results": results, "summary": summary, "config": config,
+            "compile_seconds": compile_s, "train_seconds": train_s, "wall_seconds": wall}  # fmt: skip

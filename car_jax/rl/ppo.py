@@ -3,7 +3,11 @@
 `make_train(config, env)(key)` trains one seed; `jax.jit(jax.vmap(train))(keys)` trains many in one
 program. The env batch of each seed is sharded over all `jax.devices()` (a 1-D mesh named "envs"),
 one code path for 1 or many devices. `PPOTrainer` exposes the pieces (`init`, `run` for a chunk of
-updates, `act`) for host loops such as `car_jax.rl.driver.train_run`.
+updates) for host loops such as `car_jax.rl.driver.train_run`.
+
+Every `config.eval_interval` updates (and after the last) `run` evaluates the policy on fresh
+episodes inside the compiled program (`car_jax.rl.evaluate`); those `eval_*` metrics are the ones
+to judge a run by. The `train_*` metrics summarise the training episodes of the sampling policy.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from car_jax.errors import UserError
 from car_jax.rl import losses, networks
 from car_jax.rl.config import PPOConfig, PPOHyper
+from car_jax.rl.evaluate import Evaluator
 
 ENV_AXIS = "envs"
 
@@ -69,6 +74,7 @@ class RunnerState(flax.struct.PyTreeNode):
     key: jax.Array
     update: jax.Array  # int32 scalar: updates done so far
     hyper: PPOHyper
+    eval_key: jax.Array  # evaluation's own stream: never split for training
 
 
 class TrainOutput(flax.struct.PyTreeNode):
@@ -120,6 +126,17 @@ class PPOTrainer:
                 f"({n_dev}), since the env batch is sharded over them"
             )
         self._info_keys = self._loggable_info()
+        self.evaluator = None
+        if config.eval_episodes > 0:
+            self.evaluator = Evaluator(
+                env,
+                self._apply,
+                self.action_kind,
+                self._env_action,
+                config.eval_episodes,
+                self._success if "success" in self._info_keys else None,
+                num_subtasks=self._info_keys.get("subtask_done", (0,))[0],
+            )
         self._compiled: dict[str, Callable] = {}
 
     # --- helpers ------------------------------------------------------------------------------
@@ -183,20 +200,25 @@ class PPOTrainer:
             return jnp.clip(action, self.env.action.low, self.env.action.high)
         return action
 
-    def act(self, params: Any, obs: jax.Array, key: jax.Array, greedy: bool = False) -> jax.Array:
-        """Actions for a batch of observations [B, ...] (sampled, or the mode when `greedy`)."""
-        pi, _ = self._apply(params, obs)
-        if greedy:
-            action = networks.greedy_action(self.action_kind, pi)
-        else:
-            action = networks.sample_action(self.action_kind, pi, key)
-        return self._env_action(action)
+    def _success(self, info: dict, state: Any) -> jax.Array:
+        """Ground-truth success after a batched step: info["success"], else the Task's method."""
+        if self._success_from_env:
+            return jax.vmap(self.env.success)(state)
+        return info["success"]
+
+    def env_params(self, hyper: PPOHyper) -> Any:
+        """The env params, with the learner's (traced) gamma bound where the env uses one."""
+        bind = getattr(self.env, "with_discount", None)
+        return self.env.params if bind is None else bind(self.env.params, hyper.gamma)
 
     # --- init ---------------------------------------------------------------------------------
     def init(self, key: jax.Array, hyper: PPOHyper | None = None) -> RunnerState:
         """Fresh runner state: network params, optimiser state, reset envs."""
         cfg, env = self.config, self.env
         hyper = cfg.hyper() if hyper is None else hyper
+        # NOTE: folded from the seed key before the training splits, so turning evaluation on or
+        # off leaves training bit for bit the same.
+        eval_key = jax.random.fold_in(key, 0x5EED)
         key, k_net, k_reset = jax.random.split(key, 3)
         dummy = jnp.zeros((1, *env.obs_shape), jnp.dtype(env.obs_dtype))
         params = self.network.init(k_net, dummy)
@@ -217,6 +239,7 @@ class PPOTrainer:
             key=key,
             update=jnp.zeros((), jnp.int32),
             hyper=hyper,
+            eval_key=eval_key,
         )
 
     # --- one update ---------------------------------------------------------------------------
@@ -224,6 +247,7 @@ class PPOTrainer:
         """Collect one rollout, compute advantages, run the PPO epochs; returns metrics too."""
         cfg, env = self.config, self.env
         hyper = runner.hyper
+        env_params = self.env_params(hyper)
 
         # COLLECT TRAJECTORIES
         def env_step(carry, _):
@@ -235,7 +259,7 @@ class PPOTrainer:
             step_keys = jax.random.split(k_step, cfg.num_envs)
             next_obs, next_state, reward, terminated, truncated, info = jax.vmap(
                 env.step, in_axes=(0, 0, 0, None)
-            )(step_keys, env_state, self._env_action(action), env.params)
+            )(step_keys, env_state, self._env_action(action), env_params)
             reward = reward.astype(jnp.float32)
             done = jnp.logical_or(terminated, truncated)
             if self._success_from_env:
@@ -369,7 +393,7 @@ class PPOTrainer:
         return runner, metrics
 
     def _episode_metrics(self, traj: Transition) -> dict[str, jax.Array]:
-        """Means over the episodes that ended in this rollout (NaN when none ended)."""
+        """Means over the training episodes that ended in this rollout (NaN when none ended)."""
         done = traj.done.astype(jnp.float32)
         episodes = done.sum()
         denom = jnp.maximum(episodes, 1.0)
@@ -381,28 +405,46 @@ class PPOTrainer:
             return jnp.where(episodes > 0, mean, jnp.nan)
 
         out = {
-            "episodes": episodes,
-            "episode_return": at_ends(traj.episode_return),
-            "episode_length": at_ends(traj.episode_length),
+            "train_episodes": episodes,
+            "train_episode_return": at_ends(traj.episode_return),
+            "train_episode_length": at_ends(traj.episode_length),
         }
         for name, shape in self._info_keys.items():
             if name == "success":
-                out["success_rate"] = at_ends(traj.info[name])
+                out["train_success_rate"] = at_ends(traj.info[name])
             elif name == "subtask_done":
-                out["subtask_rate"] = at_ends(traj.info[name])
+                out["train_subtask_rate"] = at_ends(traj.info[name])
             elif shape == ():
                 out[f"mean_{name}"] = traj.info[name].astype(jnp.float32).mean()
         return out
 
     # --- many updates -------------------------------------------------------------------------
     def run(
-        self, runner: RunnerState, num_updates: int
+        self, runner: RunnerState, num_updates: int, start: jax.Array | int = 0
     ) -> tuple[RunnerState, dict[str, jax.Array]]:
-        """`num_updates` updates in one `lax.scan`; metrics stacked to [num_updates, ...]."""
-        # NOTE: num_updates is static (a Python int: it fixes the scan length).
+        """`num_updates` updates in one `lax.scan`; metrics stacked to [num_updates, ...].
+
+        `start` is the number of updates done before this call (the same for every seed); it
+        places the evaluations and progress calls. Updates without an evaluation log NaN `eval_*`.
+        """
+        # NOTE: num_updates is static (a Python int: it fixes the scan length); `start` is traced
+        # but must not be batched over seeds, so that the conds below stay real branches.
+        cfg = self.config
 
         def body(runner, i):
             runner, metrics = self.update(runner)
+            if self.evaluator is not None:
+                done = i + 1
+                due = (done % cfg.eval_interval == 0) | (done == cfg.num_updates)
+                env_params = self.env_params(runner.hyper)
+                eval_key = jax.random.fold_in(runner.eval_key, done)
+                metrics.update(
+                    jax.lax.cond(
+                        due,
+                        lambda: self.evaluator(runner.params, env_params, eval_key),
+                        lambda: self.evaluator.blank(runner.params, env_params, eval_key),
+                    )
+                )
             if self.progress_fn is not None:
                 # NOTE: `i` comes from the scan's xs, so it stays unbatched under vmap over seeds
                 # and the cond stays a real branch (the callback fires every progress_every only).
@@ -413,7 +455,15 @@ class PPOTrainer:
                 )
             return runner, metrics
 
-        return jax.lax.scan(body, runner, jnp.arange(num_updates))
+        updates = jnp.asarray(start, jnp.int32) + jnp.arange(num_updates, dtype=jnp.int32)
+        return jax.lax.scan(body, runner, updates)
+
+    def evaluate(self, params: Any, key: jax.Array, hyper: PPOHyper | None = None) -> dict:
+        """The `eval_*` metrics of `params` on fresh episodes drawn from `key` (jittable)."""
+        if self.evaluator is None:
+            raise UserError("evaluation is off (PPOConfig.eval_episodes=0)")
+        hyper = self.config.hyper() if hyper is None else hyper
+        return self.evaluator(params, self.env_params(hyper), key)
 
     def batched_init(self) -> Callable[[jax.Array, PPOHyper], RunnerState]:
         """`jit(vmap(init))` over seed keys (hyper shared by all seeds); cached on the trainer."""
@@ -421,11 +471,18 @@ class PPOTrainer:
             self._compiled["init"] = jax.jit(jax.vmap(self.init, in_axes=(0, None)))
         return self._compiled["init"]
 
-    def batched_run(self, num_updates: int) -> Callable[[RunnerState], tuple[RunnerState, dict]]:
-        """`jit(vmap(run(., num_updates)))` over a seed-stacked runner; cached per chunk length."""
+    def batched_run(
+        self, num_updates: int
+    ) -> Callable[[RunnerState, jax.Array], tuple[RunnerState, dict]]:
+        """`jit(vmap(run(., num_updates, start)))` over a seed-stacked runner; cached per length.
+
+        The compiled function takes `(runner, start)`, `start` an int32 scalar shared by all seeds.
+        """
         name = f"run{num_updates}"
         if name not in self._compiled:
-            self._compiled[name] = jax.jit(jax.vmap(lambda r: self.run(r, num_updates)))
+            self._compiled[name] = jax.jit(
+                jax.vmap(lambda r, s: self.run(r, num_updates, s), in_axes=(0, None))
+            )
         return self._compiled[name]
 
     def _report(self, update: np.ndarray, metrics: dict[str, np.ndarray]) -> None:

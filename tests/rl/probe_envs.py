@@ -143,3 +143,37 @@ class GridBandit:
             jnp.zeros((), bool),
             {"success": good},
         )
+
+
+class Chain:
+    """`length` steps in a row: action 1 moves on (the last one succeeds, reward 1), action 0
+    ends the episode as a failure. The observation is the position, one-hot.
+
+    The optimal policy is known: always 1, so a trained greedy policy succeeds in every episode
+    in exactly `length` steps, while a sampling policy with p(1) = p succeeds with p ** length.
+    """
+
+    params = None
+    length = 4
+    max_steps = 4
+    action = ActionSpace("discrete", n=2)
+    obs_shape = (4,)
+    obs_dtype = "float32"
+
+    def _obs(self, t):
+        return jax.nn.one_hot(jnp.minimum(t, self.length - 1), self.length)
+
+    def reset(self, key, params):
+        state = ProbeState(t=jnp.zeros((), jnp.int32), x=jnp.zeros((), jnp.float32))
+        return self._obs(state.t), state
+
+    def step(self, key, state, action, params):
+        t = state.t + 1
+        moved = action == 1
+        success = moved & (t >= self.length)
+        state = ProbeState(t=t, x=success.astype(jnp.float32))
+        terminated = ~moved | success
+        return self._obs(t), state, success.astype(jnp.float32), terminated, jnp.zeros((), bool), {}
+
+    def success(self, state):
+        return state.x > 0

@@ -43,11 +43,17 @@ def test_logs_hold_one_row_per_seed_and_update(uninterrupted):
     with open(out / "metrics.csv") as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(rows)
-    assert {"success_rate", "subtask_rate_0", "subtask_rate_1", "episode_return"} <= set(table[0])
+    assert {
+        "train_success_rate",
+        "train_subtask_rate_0",
+        "eval_greedy_success",
+        "eval_greedy_subtask_rate_1",
+    } <= set(table[0])
     meta = json.loads((out / "run.json").read_text())
     assert meta["seeds"] == list(RESUME_SEEDS) and meta["config"]["num_envs"] == 8
-    assert uninterrupted.metrics["success_rate"].shape == (2, n)
-    assert np.all(uninterrupted.metrics["success_rate"][:, -1] > 0.8)
+    assert uninterrupted.metrics["train_success_rate"].shape == (2, n)
+    assert np.all(uninterrupted.metrics["train_success_rate"][:, -1] > 0.8)
+    assert np.all(uninterrupted.metrics["eval_greedy_success"][:, -1] == 1.0)
 
 
 def test_resume_after_kill_equals_uninterrupted(tmp_path, uninterrupted, trainer):

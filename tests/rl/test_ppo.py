@@ -20,15 +20,6 @@ SMALL = PPOConfig(
     lr=1e-2,
 )  # equals jobs.small_config(), which the shared `bandit_run` fixture trains
 
-SMALL = PPOConfig(
-    num_envs=16,
-    num_steps=4,
-    total_timesteps=16 * 4 * 12,
-    num_minibatches=2,
-    update_epochs=4,
-    lr=1e-2,
-)
-
 
 def _probs(trainer, params, obs):
     logits, _ = trainer.network.apply(params, obs)
@@ -45,15 +36,15 @@ def test_bandit_policy_picks_the_paying_action(bandit_run):
         p = _probs(trainer, _seed(out.params, s), jnp.zeros((1, 1)))
         assert float(p[0, 1]) > 0.9
     m = out.metrics
-    assert m["success_rate"].shape == (3, SMALL.num_updates)
-    assert np.all(np.asarray(m["success_rate"][:2, -1]) > 0.9)
-    np.testing.assert_array_equal(m["episode_length"], 1.0)
-    np.testing.assert_allclose(m["episode_return"], m["success_rate"])
+    assert m["train_success_rate"].shape == (3, SMALL.num_updates)
+    assert np.all(np.asarray(m["train_success_rate"][:2, -1]) > 0.9)
+    np.testing.assert_array_equal(m["train_episode_length"], 1.0)
+    np.testing.assert_allclose(m["train_episode_return"], m["train_success_rate"])
     # Per-sub-task rates come from info["subtask_done"] at episode ends.
-    assert m["subtask_rate"].shape == (3, SMALL.num_updates, 2)
-    np.testing.assert_allclose(m["subtask_rate"][..., 0], m["success_rate"])
-    np.testing.assert_array_equal(m["subtask_rate"][..., 1], 0.0)
-    np.testing.assert_array_equal(m["episodes"], SMALL.batch_size)
+    assert m["train_subtask_rate"].shape == (3, SMALL.num_updates, 2)
+    np.testing.assert_allclose(m["train_subtask_rate"][..., 0], m["train_success_rate"])
+    np.testing.assert_array_equal(m["train_subtask_rate"][..., 1], 0.0)
+    np.testing.assert_array_equal(m["train_episodes"], SMALL.batch_size)
 
 
 def test_traced_lr_zero_leaves_params_at_init(bandit_run):
@@ -69,7 +60,7 @@ def test_progress_fn_runs_at_a_stride(bandit_run):
     _, _, _, calls = bandit_run
     updates = sorted(u for u, _ in calls)
     assert updates == [4, 4, 4, 8, 8, 8, 12, 12, 12]  # 3 seeds x every 4th of 12 updates
-    assert "episode_return" in calls[0][1]
+    assert "train_episode_return" in calls[0][1]
 
 
 def test_value_probe_learns_state_values():
@@ -94,7 +85,7 @@ def test_continuous_probe_finds_the_target_action():
     (mean, log_std), _ = trainer.network.apply(out.params, jnp.zeros((1, 1)))
     np.testing.assert_allclose(np.asarray(mean[0]), ContinuousTarget.target, atol=0.1)
     assert float(log_std.max()) < 0.0  # exploration shrank
-    returns = out.metrics["episode_return"]
+    returns = out.metrics["train_episode_return"]
     assert float(returns[-1]) > -0.15 > float(returns[0])  # from about -1.3 to the noise floor
 
 
@@ -107,7 +98,7 @@ def test_grid_observation_uses_embeddings_and_learns():
     right = obs[:, 1, 1, 0].astype(jnp.int32) - 1
     p = _probs(trainer, out.params, obs)
     assert float(jnp.take_along_axis(p, right[:, None], axis=1).min()) > 0.8
-    assert float(out.metrics["success_rate"][-1]) > 0.8
+    assert float(out.metrics["train_success_rate"][-1]) > 0.8
 
 
 def test_truncation_bootstrap_gives_the_infinite_horizon_value():
@@ -138,7 +129,9 @@ def test_network_factory_overrides_the_default():
     params = trainer.init(jax.random.key(0)).params["params"]
     assert "torso" not in params or not any("embed" in k for k in params["torso"])
     assert params["actor"]["Dense_0"]["kernel"].shape == (18, 8)
-    assert make_train(SMALL, GridBandit(), network=factory) is not None
+    train = make_train(SMALL.replace(total_timesteps=16 * 4), GridBandit(), network=factory)
+    out = jax.eval_shape(train, jax.random.key(0))
+    assert out.params["params"]["actor"]["Dense_0"]["kernel"].shape == (18, 8)
 
 
 @pytest.mark.parametrize(
