@@ -280,10 +280,10 @@ def sample_sizes(args) -> None:
 
 
 def _chunk_size(traj) -> int:
-    """The chunk size `evaluate_valid_steps` picks for this set, fixed for every chunk."""
-    from car_jax.verify import CHUNK_STEPS
+    """The chunk size `evaluate_valid_steps` uses for sets this large (one compile for all)."""
+    from car_jax.verify import chunk_size
 
-    return min(CHUNK_STEPS, int(traj.valid.size))
+    return chunk_size(int(traj.valid.size))
 
 
 if __name__ == "__main__":
