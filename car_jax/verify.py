@@ -22,8 +22,7 @@ from car_jax.jsonutil import json_safe
 
 # One default sample size for `verify`, `generate` and `run` (expert, random and epsilon-expert
 # runs each). At 256 runs a 10% rate has a 95% Wilson interval of about +-4 points (at 64 it
-# is +-8), and DoorKey-8x8 verification in state mode stays within a few seconds (measured in
-# docs/verification.md).
+# is +-7); the cost per -n is measured in docs/verification.md ("Sample size").
 DEFAULT_N = 256
 # Too few successful demonstrations left after dropping failed ones cannot confirm a spec.
 MIN_EXPERT_RUNS = 8
