@@ -15,6 +15,7 @@ compile time is reported apart from the steady-state time summed over all chunks
 
     python benchmarks/verify_speed.py            # the issue's setting
     python benchmarks/verify_speed.py --quick    # a small run
+    python benchmarks/verify_speed.py --sample-sizes 128,256   # the `make run` path per -n
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ from _bench_util import RESULTS, block, command, machine, write_json  # noqa: E4
 import envs  # noqa: E402
 from car_jax.rollout import collect_rollouts  # noqa: E402
 from car_jax.spec import RewardSpec, compile_spec  # noqa: E402
-from car_jax.verify import completion_figures, evaluate_valid_steps, set_figures  # noqa: E402
+from car_jax.verify import (  # noqa: E402
+    completion_figures,
+    evaluate_valid_steps,
+    set_figures,
+    wilson_interval,
+)
 
 # Eight pixel-mode programs of the kind a VLM writes for DoorKey (the reference three plus
 # variants), so the cost is that of realistic programs, not of trivial ones.
@@ -105,8 +111,18 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=128, help="trajectories per verification call")
     p.add_argument("--quick", action="store_true", help="n=128, steps=64, chunk=64")
     p.add_argument("--note", default="", help="free text stored in the JSON (e.g. machine busy)")
-    p.add_argument("--out", default=str(RESULTS / "verify_speed.json"))
+    p.add_argument(
+        "--sample-sizes",
+        default="",
+        help="instead: time `car-jax run`'s verification (state mode, reference spec, feedback "
+        "and held-out sets) at these comma-separated -n values",
+    )
+    p.add_argument("--out", default=None)
     args = p.parse_args()
+    if args.sample_sizes:
+        sample_sizes(args)
+        return
+    args.out = args.out or str(RESULTS / "verify_speed.json")
     if args.quick:
         args.n, args.steps, args.chunk = 128, 64, 64
     if args.n % args.chunk:
@@ -213,11 +229,61 @@ def main() -> None:
     print(f"wrote {write_json(Path(args.out), result)}")
 
 
-def _chunk_size(traj) -> int:
-    """The chunk size `evaluate_valid_steps` picks for this set, fixed for every chunk."""
-    from car_jax.verify import CHUNK_STEPS
+def sample_sizes(args) -> None:
+    """Time the verification `car-jax run` does (feedback + held-out sets) at each -n."""
+    from car_jax.verify import make_verifier
 
-    return min(CHUNK_STEPS, int(traj.valid.size))
+    task = envs.make(args.task)
+    spec = RewardSpec.load(Path(__file__).resolve().parent.parent / "prompts" / "reference"
+                           / f"{args.task}.state.py")  # fmt: skip
+    rows = []
+    for n in [int(x) for x in args.sample_sizes.split(",")]:
+        t = [time.perf_counter()]
+        verifier = make_verifier(task, "state", n=n)
+        verifier.rollouts()  # the first size also pays the rollout compiles
+        t.append(time.perf_counter())
+        verifier.held_out_rollouts()
+        t.append(time.perf_counter())
+        verifier(spec)  # a feedback round (compiles the spec's evaluation)
+        t.append(time.perf_counter())
+        final = verifier.final(spec)
+        t.append(time.perf_counter())
+        neg = {x.kind: x.fired.n for x in final.whole_task.negatives}
+        rows.append({
+            "n": n,
+            "feedback_rollouts_seconds": t[1] - t[0],
+            "held_out_rollouts_seconds": t[2] - t[1],
+            "feedback_verdict_seconds": t[3] - t[2],
+            "final_verdict_seconds": t[4] - t[3],
+            "total_seconds": t[4] - t[0],
+            "passed": final.passed,
+            "failed_near_miss_runs": neg.get("epsilon-expert", 0),
+            "random_rate_ci_width_at_10pct": float(np.subtract(*wilson_interval(n // 10, n)[::-1])),
+        })  # fmt: skip
+        r = rows[-1]
+        print(f"n={n:>5}: rollouts {r['feedback_rollouts_seconds']:.1f} s + held-out "
+              f"{r['held_out_rollouts_seconds']:.1f} s, verdicts {r['feedback_verdict_seconds']:.2f}"
+              f" + {r['final_verdict_seconds']:.2f} s, total {r['total_seconds']:.1f} s; "
+              f"failed near misses {r['failed_near_miss_runs']}; 95% CI width at 10%: "
+              f"{r['random_rate_ci_width_at_10pct']:.3f}")  # fmt: skip
+    result = {
+        "benchmark": "verify_sample_sizes",
+        "task": args.task,
+        "mode": "state",
+        "rows": rows,
+        "note": args.note,
+        "machine": machine(),
+        "command": command(__file__),
+    }
+    out = Path(args.out or RESULTS / "verify_sample_sizes.json")
+    print(f"wrote {write_json(out, result)}")
+
+
+def _chunk_size(traj) -> int:
+    """The chunk size `evaluate_valid_steps` uses for sets this large (one compile for all)."""
+    from car_jax.verify import chunk_size
+
+    return chunk_size(int(traj.valid.size))
 
 
 if __name__ == "__main__":

@@ -22,15 +22,15 @@ from car_jax.jsonutil import json_safe
 
 # One default sample size for `verify`, `generate` and `run` (expert, random and epsilon-expert
 # runs each). At 256 runs a 10% rate has a 95% Wilson interval of about +-4 points (at 64 it
-# is +-8), and DoorKey-8x8 verification in state mode stays within a few seconds (measured in
-# docs/verification.md).
+# is +-7); the cost per -n is measured in docs/verification.md ("Sample size").
 DEFAULT_N = 256
 # Too few successful demonstrations left after dropping failed ones cannot confirm a spec.
 MIN_EXPERT_RUNS = 8
 # Rollouts of the held-out set come from this stream of the seed, never from the feedback one.
 HELD_OUT_STREAM = 1_000_003
-# Valid steps are evaluated in chunks of at most this many (bounds memory for pixel frames).
-CHUNK_STEPS = 4096
+# Valid steps are evaluated in chunks of this many (fewer for small sets): small enough that the
+# padding of the last chunk costs little, large enough that dispatch does not.
+CHUNK_STEPS = 1024
 
 
 @dataclass(frozen=True)
@@ -352,12 +352,17 @@ def _evaluator(compiled):
     return cache["evaluate_flat"]
 
 
+def chunk_size(valid_steps: int) -> int:
+    """Steps per evaluation chunk for a set of `valid_steps`: CHUNK_STEPS, or the next power of 2."""
+    return min(CHUNK_STEPS, 1 << max(0, int(math.ceil(math.log2(max(1, valid_steps))))))
+
+
 def evaluate_valid_steps(compiled, traj, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Every program on every valid step only: (done [N, T, K], nan [N, T, K]), False off `valid`.
 
-    Valid steps are gathered into chunks of a fixed size (the last one padded by repeating a
-    valid step, its results dropped), so padding after episodes end costs nothing and one
-    compiled function serves every chunk.
+    Valid steps are gathered into chunks of a fixed size (`chunk_size`; the last one padded by
+    repeating a valid step, its results dropped), so padding after episodes end costs nothing
+    and one compiled function serves every chunk.
     """
     import jax.numpy as jnp
 
@@ -369,7 +374,7 @@ def evaluate_valid_steps(compiled, traj, chunk: int | None = None) -> tuple[np.n
     idx = np.flatnonzero(valid.reshape(-1))
     if idx.size == 0:
         return done.reshape(n, t, k), nan.reshape(n, t, k)
-    size = chunk or min(CHUNK_STEPS, 1 << int(math.ceil(math.log2(idx.size))))
+    size = chunk or chunk_size(idx.size)
     flat = {name: a.reshape(n * t, *a.shape[2:]) for name, a in traj.inputs.items()}
     evaluate = _evaluator(compiled)
     for start in range(0, idx.size, size):
