@@ -28,12 +28,12 @@ from _bench_util import RESULTS, command, machine, write_json  # noqa: E402
 import envs  # noqa: E402
 from car_jax.experiment import (  # noqa: E402
     LABELS,
-    curves,
     make_config,
+    plot_curves_of,
     summarize,
     train_variants,
 )
-from car_jax.report import json_safe, plot_curves  # noqa: E402
+from car_jax.report import json_safe  # noqa: E402
 from car_jax.spec import RewardSpec, compile_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def main() -> None:
         )  # fmt: skip
         summary = summarize(results, compiled.names, args.threshold)
         png = out_json.parent / f"{out_json.stem}_{task_id}.png"
-        plot_curves(curves(results), png, f"{task_id}: code reward vs sparse ({args.seeds} seeds)")
+        plot_curves_of(results, png, f"{task_id}: code reward vs sparse ({args.seeds} seeds)")
         per_task[task_id] = {
             "budget_per_seed": config.num_updates * config.batch_size,
             "num_envs": config.num_envs,
