@@ -28,12 +28,12 @@ from _bench_util import RESULTS, command, machine, write_json  # noqa: E402
 import envs  # noqa: E402
 from car_jax.experiment import (  # noqa: E402
     LABELS,
-    curves,
     make_config,
+    plot_curves_of,
     summarize,
     train_variants,
 )
-from car_jax.report import json_safe, plot_curves  # noqa: E402
+from car_jax.report import json_safe  # noqa: E402
 from car_jax.spec import RewardSpec, compile_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +71,7 @@ def main() -> None:
     p.add_argument("--num-envs", type=int, default=None, help="override the task's env count")
     p.add_argument("--steps", type=int, default=None, help="override the budget per seed")
     p.add_argument("--rewards", nargs="+", default=["car", "sparse"], choices=("car", "sparse"))
+    p.add_argument("--ent-coef", type=float, default=None, help="override the entropy weight")
     p.add_argument("--work-dir", default=None, help="training logs (default: a temporary folder)")
     p.add_argument("--out", default=str(RESULTS / "sample_efficiency.json"))
     p.add_argument("--note", default="", help="free text stored in the JSON (e.g. machine load)")
@@ -95,7 +96,7 @@ def main() -> None:
         compiled = compile_spec(spec, task.inputs(args.mode), task.constants(args.mode))
         base = make_config(task, args.steps, num_envs=args.num_envs)
         budget = max(base.batch_size, int(base.total_timesteps * args.scale))
-        config = make_config(task, budget, num_envs=args.num_envs,
+        config = make_config(task, budget, num_envs=args.num_envs, ent_coef=args.ent_coef,
                              eval_episodes=args.eval_episodes)  # fmt: skip
         t0 = time.perf_counter()
         results = train_variants(
@@ -104,7 +105,7 @@ def main() -> None:
         )  # fmt: skip
         summary = summarize(results, compiled.names, args.threshold)
         png = out_json.parent / f"{out_json.stem}_{task_id}.png"
-        plot_curves(curves(results), png, f"{task_id}: code reward vs sparse ({args.seeds} seeds)")
+        plot_curves_of(results, png, f"{task_id}: code reward vs sparse ({args.seeds} seeds)")
         per_task[task_id] = {
             "budget_per_seed": config.num_updates * config.batch_size,
             "num_envs": config.num_envs,
@@ -137,6 +138,7 @@ def main() -> None:
             "bonus": args.bonus,
             "progress_obs": args.progress_obs,
             "rewards": args.rewards,
+            "ppo_config": config.to_dict(),
             "tasks": per_task,
             "not_run": not_run,
             "note": args.note or "measured on a shared 2-core CPU, other jobs running",
@@ -175,13 +177,18 @@ def render_markdown(payload: dict) -> str:
         low, high = s["final_success_ci95"]
         return f"{s['final_success']:.0%} [{low:.0%}, {high:.0%}]"
 
+    def stochastic(s):
+        x = s.get("final_eval_stochastic_success")
+        return "n/a" if x is None else f"{x:.0%}"
+
     def reached(s):
         return f"{_steps(s[key])} ({s[f'seeds_reaching_{pct}pct']}/{len(s['seeds'])})"
 
     lines = [
         f"| task | budget per seed (envs x steps x updates) | final greedy success, code "
-        f"| sparse | steps to sustained {pct}%, code (seeds) | sparse (seeds) |",
-        "|---|---|---|---|---|---|",
+        f"| sparse | steps to sustained {pct}%, code (seeds) | sparse (seeds) "
+        "| final stochastic success, code / sparse |",
+        "|---|---|---|---|---|---|---|",
     ]
     for task_id, t in payload["tasks"].items():
         if "car" not in t or "sparse" not in t:
@@ -189,7 +196,8 @@ def render_markdown(payload: dict) -> str:
         lines.append(
             f"| {task_id} | {t['budget_per_seed'] / 1e6:.2f}M ({t['num_envs']} x "
             f"{t['num_steps']} x {t['updates']}) | {success(t['car'])} | {success(t['sparse'])} "
-            f"| {reached(t['car'])} | {reached(t['sparse'])} |"
+            f"| {reached(t['car'])} | {reached(t['sparse'])} "
+            f"| {stochastic(t['car'])} / {stochastic(t['sparse'])} |"
         )
     return "\n".join(lines)
 

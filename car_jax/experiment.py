@@ -149,6 +149,17 @@ def curves(results: dict[str, Any], metric: str = SCORE) -> dict[str, Curve]:
     return out
 
 
+def plot_curves_of(results: dict[str, Any], path: str | Path, title: str) -> Path:
+    """Greedy (solid, with its 95% CI) and stochastic (dashed) eval success of every variant."""
+    from car_jax.report import plot_curves
+
+    shown = dict(curves(results))
+    if all("eval_stochastic_success" in r.metrics for r in results.values()):
+        for label, c in curves(results, "eval_stochastic_success").items():
+            shown[f"{label}, stochastic"] = c
+    return plot_curves(shown, path, title, ylabel="eval success (greedy solid, stochastic dashed)")
+
+
 def summarize(results: dict[str, Any], names: Sequence[str], threshold: float = 0.9) -> dict:
     """JSON-ready summary per variant, judged by evaluation on fresh episodes.
 

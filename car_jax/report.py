@@ -75,8 +75,13 @@ def plot_curves(
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for label, c in curves.items():
         n = c.seeds
+        style = "--" if "stochastic" in label else "-"  # the sampling policy: dashed
         (line,) = ax.plot(
-            c.steps, c.iqm, marker=".", label=f"{label} (IQM, {n} seed{'s' if n != 1 else ''})"
+            c.steps,
+            c.iqm,
+            style,
+            marker=".",
+            label=f"{label} (IQM, {n} seed{'s' if n != 1 else ''})",
         )
         if n > 1:
             low, high = c.interval()

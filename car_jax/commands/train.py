@@ -92,8 +92,13 @@ def warn_if_long(task, config, seeds: int, variants: int) -> float:
 
 def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> dict:
     """Stage 3: train the chosen reward variants, then write summary.json and the learning curves."""
-    from car_jax.experiment import curves, expand_rewards, summarize, train_variants, write_summary
-    from car_jax.report import plot_curves
+    from car_jax.experiment import (
+        expand_rewards,
+        plot_curves_of,
+        summarize,
+        train_variants,
+        write_summary,
+    )
 
     config = training_config(args, task)
     rewards = expand_rewards(args.reward)
@@ -113,7 +118,7 @@ def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> d
     wall = time.perf_counter() - t0
     summary = summarize(results, compiled.names)
     write_summary(run_dir / "summary.json", summary)
-    plot_curves(curves(results), run_dir / "learning_curve.png", title)
+    plot_curves_of(results, run_dir / "learning_curve.png", title)
     for reward, s in summary.items():
         per_seed = " ".join(f"{x:.0%}" for x in s["final_success_per_seed"])
         print(
