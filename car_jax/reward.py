@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from car_jax.errors import UserError
+from car_jax.sprite_inputs import observe_cells, reads_cells
 
 SHAPINGS = ("bonus", "potential")
 
@@ -80,6 +81,7 @@ class CodeReward:
         self.obs_shape = task.obs_shape
         self.obs_dtype = task.obs_dtype
         self.max_steps = task.max_steps
+        self._reads_cells = reads_cells(compiled, task, mode)
 
     def reset(self, key: jax.Array, params: Any) -> tuple[jax.Array, CodeRewardState]:
         """Reset the env; the sub-task index starts at 0."""
@@ -95,7 +97,12 @@ class CodeReward:
         idx = state.next_subtask
         # NOTE: all K programs are evaluated and the current one selected: a gather under vmap
         # is cheaper than a per-env lax.switch, and K is small.
-        done_now = self.compiled.completion(self.task.observe(env_state, self.mode))
+        # NOTE: programs compiled with the task's sprite sheets read cell ids, not drawn frames.
+        if self._reads_cells:
+            obs_now = observe_cells(self.task, env_state, self.mode)
+        else:
+            obs_now = self.task.observe(env_state, self.mode)
+        done_now = self.compiled.completion(obs_now)
         current = jnp.where(idx < k, done_now[jnp.minimum(idx, k - 1)], False)
         new_idx = idx + current.astype(jnp.int32)
         if self.shaping == "bonus":

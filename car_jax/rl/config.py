@@ -172,7 +172,9 @@ class PPOConfig:
             if not 0.0 <= value <= 1.0:
                 raise UserError(f"PPOConfig.{name} must lie in [0, 1], got {value!r}")
         if self.reset_mode not in ("pool", "step"):
-            raise UserError(f"PPOConfig.reset_mode must be 'pool' or 'step', got {self.reset_mode!r}")
+            raise UserError(
+                f"PPOConfig.reset_mode must be 'pool' or 'step', got {self.reset_mode!r}"
+            )
         if not isinstance(self.reset_pool_size, int) or self.reset_pool_size < 0:
             raise UserError(
                 f"PPOConfig.reset_pool_size must be an int >= 0 (0: automatic), got "

@@ -244,7 +244,9 @@ class PPOTrainer:
             # Auto-reset finished envs (the transition keeps the pre-reset observation): from the
             # chunk's reset pool, or (reset_mode="step") a fresh reset of every env every step.
             if pool is None:
-                new_obs, env_state = resets.reset_every_step(env, k_reset, done, next_obs, next_state)
+                new_obs, env_state = resets.reset_every_step(
+                    env, k_reset, done, next_obs, next_state
+                )
             else:
                 new_obs, env_state, pool = resets.take_resets(pool, done, next_obs, next_state)
 

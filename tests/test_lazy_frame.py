@@ -1,0 +1,264 @@
+"""Lazy frames are exact: programs given cell ids compute bit for bit what they compute on frames.
+
+For every task that declares a sprite table, on random and expert rollouts: every vision
+primitive (on the whole frame, cell-aligned slices and slices that cut cells) and every reference
+pixel spec gives the same values from the cell ids (car_jax.dsl.lazy) as from the drawn frame.
+`make test` runs a small version; the exhaustive one is marked slow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from car_jax.dsl import compile_program
+from car_jax.dsl import lazy as lz
+from car_jax.dsl.registry import REGISTRY
+from car_jax.spec import RewardSpec, compile_spec
+from car_jax.sprite_inputs import observe_cells, task_sprite_frames
+
+REFERENCE = Path(__file__).resolve().parents[1] / "prompts" / "reference"
+SPRITE_TASKS = [
+    t
+    for t in envs.registered()
+    if "pixels" in envs.make(t).modes and task_sprite_frames(envs.make(t), "pixels")
+]
+
+
+def rollout_ids(task, n: int, horizon: int, policy: str, seed: int = 0):
+    """Cell ids [n * horizon, R, C] along rollouts (random or expert actions, reset when done)."""
+    sheet = task.sprite_frames("pixels")["frame"]
+
+    def one(key):
+        k0, key = jax.random.split(key)
+        _, state = task.reset(k0, task.params)
+
+        def step(carry, key):
+            state = carry
+            k_act, k_reset, k_eps = jax.random.split(key, 3)
+            if policy == "expert":
+                action = task.expert(k_act, state, task.params)
+                # a little noise so the expert also visits off-path states
+                noise = jax.random.randint(k_act, (), 0, task.action.n)
+                action = jnp.where(jax.random.uniform(k_eps) < 0.1, noise, action)
+            else:
+                action = jax.random.randint(k_act, (), 0, task.action.n)
+            _, nxt, _, term, trunc, _ = task.step(key, state, action, task.params)
+            _, fresh = task.reset(k_reset, task.params)
+            nxt = jax.tree.map(lambda a, b: jnp.where(term | trunc, a, b), fresh, nxt)
+            return nxt, sheet.cell_ids(state)
+
+        _, ids = jax.lax.scan(step, state, jax.random.split(key, horizon))
+        return ids
+
+    ids = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(seed), n))
+    return np.asarray(ids).reshape(n * horizon, *ids.shape[2:])
+
+
+def windows(task):
+    """Slices of the frame: whole, grid, inventory, cell-aligned, cutting cells, one row."""
+    px, h = 8, task.height
+    return {
+        "whole": (slice(None), slice(None)),
+        "grid": (slice(None, h * px), slice(None)),
+        "inventory": (slice(h * px, None), slice(None, px)),
+        "aligned": (slice(px, 3 * px), slice(2 * px, 4 * px)),
+        "cutting": (slice(3, 2 * px + 5), slice(5, 3 * px - 1)),
+        "thin": (slice(px + 2, px + 3), slice(None)),
+    }
+
+
+def colours(task):
+    """Palette colours, the agent, grid lines and a few fills, with tolerances."""
+    c = task.constants("pixels")
+    named = [v for k, v in c.items() if k.endswith("_RGB")]
+    return named + [(115, 115, 0), (0, 0, 0), (50, 18, 88), (120, 120, 120)]
+
+
+def primitive_outputs(frame, colour, tol, cell_px):
+    """Every vision primitive on one frame (lazy or drawn), through the compiler's dispatch."""
+    calls = {
+        "colour_mask": ("colour_mask", (frame, colour, tol)),
+        "pixel_count": ("pixel_count", (frame, colour, tol)),
+        "present": ("present", (frame, colour, tol, 5)),
+        "colour_centroid": ("colour_centroid", (frame, colour, tol)),
+    }
+    if frame.shape[0] % cell_px == 0 and frame.shape[1] % cell_px == 0:
+        calls["colour_cell"] = ("colour_cell", (frame, colour, cell_px, tol, 3))
+    out = {}
+    for key, (name, args) in calls.items():
+        fn = lz.LAZY_PRIMITIVES.get(name) if lz.is_lazy(frame) else None
+        v = fn(*args) if fn is not None else None
+        if v is None:
+            v = REGISTRY[name].fn(*[lz.materialize(a) for a in args])
+        out[key] = lz.materialize(v)
+    mask_args = frame.colour_mask(colour, tol) if lz.is_lazy(frame) else None
+    drawn_mask = REGISTRY["colour_mask"].fn(lz.materialize(frame), colour, tol)
+    mask = mask_args if mask_args is not None else drawn_mask
+    for name in ("centroid", "bounding_box"):
+        fn = lz.LAZY_PRIMITIVES[name] if lz.is_lazy(mask) else None
+        v = fn(mask) if fn is not None else None
+        out[name] = v if v is not None else REGISTRY[name].fn(lz.materialize(mask))
+    m = lz.materialize(mask)
+    out["blob_count"] = REGISTRY["blob_count"].fn(m)
+    out["blob_sizes"] = REGISTRY["blob_sizes"].fn(m, 4)
+    out["blob_centroids"] = REGISTRY["blob_centroids"].fn(m, 4)
+    return out
+
+
+def check_primitives(task_id, n, horizon, tols=(0, 4), few=False):
+    task = envs.make(task_id)
+    sheet = task.sprite_frames("pixels")["frame"]
+    tables = lz.SheetTables(sheet)
+    ids = np.concatenate(
+        [rollout_ids(task, n, horizon, "random"), rollout_ids(task, n, horizon, "expert", 1)]
+    )
+    wins, cols = windows(task), colours(task)
+    if few:  # the make-test version: fewer windows and colours, same checks
+        wins = {k: wins[k] for k in ("whole", "inventory", "cutting")}
+        cols = [task.constants("pixels")[k] for k in ("AGENT_RGB", "GREY_RGB", "YELLOW_RGB")]
+
+    def both(ids):
+        frame = tables.draw(ids)
+        lazy_frame = lz.LazyFrame(ids, tables)
+        res = {}
+        for wname, (rs, cs) in wins.items():
+            sub_lazy = lazy_frame.sliced((rs, cs))
+            assert sub_lazy is not None
+            sub = frame[rs, cs]
+            assert sub_lazy.shape == sub.shape
+            for ci, colour in enumerate(cols):
+                for tol in tols:
+                    d = primitive_outputs(sub, colour, tol, sheet.px)
+                    lzo = primitive_outputs(sub_lazy, colour, tol, sheet.px)
+                    res[(wname, ci, tol)] = (d, lzo)
+        return res
+
+    out = jax.device_get(jax.jit(jax.vmap(both))(jnp.asarray(ids)))
+    for where, (drawn, lazy_vals) in out.items():
+        for name in drawn:
+            a, b = np.asarray(drawn[name]), np.asarray(lazy_vals[name])
+            assert a.dtype == b.dtype and a.shape == b.shape, (task_id, where, name)
+            assert a.tobytes() == b.tobytes(), f"{task_id} {where} {name}: lazy != drawn"
+    return ids
+
+
+def check_reference_specs(task_id, n, horizon):
+    task = envs.make(task_id)
+    path = REFERENCE / f"{task_id}.pixels.py"
+    spec = RewardSpec.load(path)
+    sheets = task_sprite_frames(task, "pixels")
+    compiled = compile_spec(
+        spec, task.inputs("pixels"), task.constants("pixels"), sprite_frames=sheets
+    )
+    assert all(p.lazy_reads for p in compiled.programs)
+
+    def rollout_states(policy, seed):
+        def one(key):
+            k0, key = jax.random.split(key)
+            _, state = task.reset(k0, task.params)
+
+            def step(state, key):
+                k_act, k_reset = jax.random.split(key)
+                if policy == "expert":
+                    action = task.expert(k_act, state, task.params)
+                else:
+                    action = jax.random.randint(k_act, (), 0, task.action.n)
+                _, nxt, _, term, trunc, _ = task.step(key, state, action, task.params)
+                _, fresh = task.reset(k_reset, task.params)
+                nxt = jax.tree.map(lambda a, b: jnp.where(term | trunc, a, b), fresh, nxt)
+                drawn = compiled.completion(task.observe(state, "pixels"))
+                cells = compiled.completion(observe_cells(task, state, "pixels"))
+                same_frame = jnp.array_equal(
+                    task.observe(state, "pixels")["frame"],
+                    sheets["frame"].draw(sheets["frame"].cell_ids(state)),
+                )
+                return nxt, (drawn, cells, same_frame)
+
+            return jax.lax.scan(step, state, jax.random.split(key, horizon))[1]
+
+        return jax.device_get(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(seed), n)))
+
+    fired = 0
+    for policy, seed in (("random", 0), ("expert", 1)):
+        drawn, cells, same_frame = rollout_states(policy, seed)
+        assert np.all(same_frame)
+        np.testing.assert_array_equal(drawn, cells)
+        fired += int(np.asarray(drawn).sum())
+    assert fired > 0  # the expert completes sub-tasks, so the comparison covers true verdicts
+
+
+def test_sprite_tasks_are_declared():
+    assert "MiniGrid-DoorKey-8x8" in SPRITE_TASKS and len(SPRITE_TASKS) >= 8
+
+
+def test_primitives_lazy_equal_drawn_doorkey():
+    check_primitives("MiniGrid-DoorKey-5x5", n=4, horizon=24, tols=(0, 30), few=True)
+
+
+def test_reference_spec_lazy_equals_drawn_blocked():
+    check_reference_specs("MiniGrid-BlockedUnlockPickUp", n=4, horizon=48)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_id", SPRITE_TASKS)
+def test_primitives_lazy_equal_drawn_every_task(task_id):
+    check_primitives(task_id, n=16, horizon=64, tols=(0, 4, 30))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_id", SPRITE_TASKS)
+def test_reference_specs_lazy_equal_drawn_every_task(task_id):
+    check_reference_specs(task_id, n=32, horizon=128)
+
+
+LAZY_PROGRAMS = {
+    # slices then primitives (lazy), pixel reads and arithmetic on slices (drawn fallback)
+    "mixed": """
+def mixed(obs):
+    inv = obs.frame[INVENTORY_ROW * TILE_PX :, :TILE_PX]
+    top = obs.frame[: 2 * TILE_PX]
+    box = bounding_box(colour_mask(obs.frame, AGENT_RGB))
+    spot = colour_cell(obs.frame, AGENT_RGB, TILE_PX, min_pixels=4)
+    return pixel_count(top, GREY_RGB) + max(inv[4, 4]) + box[2] * 3 + spot[1] + blob_count(colour_mask(obs.frame, GREY_RGB))
+""",
+    "where_on_frame": """
+def where_on_frame(obs):
+    f = obs.frame[3:30, 5:37]
+    c = colour_centroid(f, GREEN_RGB)
+    return sum(where(colour_mask(f, YELLOW_RGB, tol=40), f[:, :, 0], 0)) + c[0] * 7.0 + c[1]
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAZY_PROGRAMS))
+def test_programs_mixing_lazy_and_pixel_reads(name):
+    task = envs.make("MiniGrid-DoorKey-5x5")
+    sheets = task_sprite_frames(task, "pixels")
+    prog = compile_program(
+        LAZY_PROGRAMS[name], task.inputs("pixels"), task.constants("pixels"), sprite_frames=sheets
+    )
+    assert prog.lazy_reads
+    ids = rollout_ids(task, 4, 24, "expert")
+    frames = jax.vmap(sheets["frame"].draw)(jnp.asarray(ids))
+    drawn = jax.jit(jax.vmap(lambda f: prog.fn({"frame": f})))(frames)
+    cells = jax.jit(jax.vmap(lambda i: prog.fn({"frame": i})))(jnp.asarray(ids))
+    assert np.asarray(drawn).tobytes() == np.asarray(cells).tobytes()
+    assert len(np.unique(np.asarray(drawn))) > 1  # the program does vary along the rollouts
+
+
+def test_sheet_mismatching_the_input_is_refused():
+    task = envs.make("MiniGrid-DoorKey-5x5")
+    other = envs.make("MiniGrid-DoorKey-8x8").sprite_frames("pixels")
+    with pytest.raises(ValueError, match="sprite sheet draws uint8 frames of shape"):
+        compile_program(
+            "def f(obs):\n    return pixel_count(obs.frame, GREY_RGB)\n",
+            task.inputs("pixels"),
+            task.constants("pixels"),
+            sprite_frames=other,
+        )
