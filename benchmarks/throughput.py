@@ -42,13 +42,16 @@ from benchmarks._bench_util import (  # noqa: E402
     write_json,
 )
 from car_jax.reward import CodeReward  # noqa: E402
+from car_jax.rl import resets  # noqa: E402
 from car_jax.spec import RewardSpec, compile_spec  # noqa: E402
+from car_jax.sprite_inputs import task_sprite_frames  # noqa: E402
 
 TASK_ID = "MiniGrid-DoorKey-8x8"
 FARAMA_ID = "MiniGrid-DoorKey-8x8-v0"
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
-    "fused_state_vs_env_at_4096": 0.85,
+    "fused_state_vs_env_at_4096": 0.95,
+    "fused_pixels_vs_env_at_4096": 0.5,
     "fused_vs_farama_loop": 200.0,
     "fused_vs_encoder": 10_000.0,
 }
@@ -69,15 +72,22 @@ def spec_path(mode: str) -> Path:
     return ROOT / "examples" / ("doorkey.spec" if mode == "state" else "doorkey_pixels.spec")
 
 
-def fused_env(task: Any, mode: str) -> CodeReward:
-    """`task` wrapped in CodeReward with the reference spec compiled for `mode`."""
+def fused_env(task: Any, mode: str, lazy: bool = True) -> CodeReward:
+    """`task` wrapped in CodeReward with the reference spec compiled for `mode`.
+
+    `lazy`: compile with the task's sprite tables, so pixel programs read cell ids (no drawing).
+    """
     spec = RewardSpec.load(spec_path(mode))
-    return CodeReward(task, compile_spec(spec, task.inputs(mode), task.constants(mode)), mode=mode)
+    sheets = task_sprite_frames(task, mode) if lazy else None
+    compiled = compile_spec(spec, task.inputs(mode), task.constants(mode), sprite_frames=sheets)
+    return CodeReward(task, compiled, mode=mode)
 
 
-def make_rollout(env: Any, num_envs: int, num_steps: int):
+def make_rollout(env: Any, num_envs: int, num_steps: int, reset_mode: str = "pool"):
     """(reset, run): `run(state, key)` does `num_steps` vmapped random-action steps with auto-reset.
 
+    `reset_mode`: "pool" draws one reset pool per call (`car_jax.rl.resets`, as PPO does per
+    rollout; max(num_envs, num_envs * num_steps // 16) states); "step" resets every env every step.
     The reward is summed and returned so that XLA cannot drop the reward computation.
     """
     params = env.params
@@ -89,31 +99,37 @@ def make_rollout(env: Any, num_envs: int, num_steps: int):
 
     def run(state, key):
         def body(carry, _):
-            state, key = carry
+            state, key, pool = carry
             key, k_act, k_step, k_reset = jax.random.split(key, 4)
             actions = env.action.sample(k_act, (num_envs,))
-            _, nxt, reward, terminated, truncated, _ = v_step(
+            obs, nxt, reward, terminated, truncated, _ = v_step(
                 jax.random.split(k_step, num_envs), state, actions, params
             )
             done = terminated | truncated
-            fresh = v_reset(jax.random.split(k_reset, num_envs), params)[1]
-            # NOTE: auto-reset as a per-env select over the whole state pytree (both branches run).
-            state = jax.tree.map(
-                lambda r, s: jnp.where(done.reshape(done.shape + (1,) * (s.ndim - 1)), r, s),
-                fresh,
-                nxt,
-            )
-            return (state, key), reward.sum()
+            # NOTE: auto-reset as a per-env select over the whole state pytree.
+            if pool is None:
+                _, state = resets.reset_every_step(env, k_reset, done, obs, nxt)
+            else:
+                _, state, pool = resets.take_resets(pool, done, obs, nxt)
+            return (state, key, pool), reward.sum()
 
-        (state, key), rewards = jax.lax.scan(body, (state, key), None, length=num_steps)
+        pool = None
+        if reset_mode == "pool":
+            key, k_pool = jax.random.split(key)
+            pool = resets.draw_reset_pool(
+                env, k_pool, resets.default_pool_size(num_envs, num_steps)
+            )
+        (state, key, _), rewards = jax.lax.scan(body, (state, key, pool), None, length=num_steps)
         return state, key, rewards.sum()
 
     return reset, run
 
 
-def prepare_jax(env: Any, num_envs: int, num_steps: int) -> dict[str, Any]:
+def prepare_jax(
+    env: Any, num_envs: int, num_steps: int, reset_mode: str = "pool"
+) -> dict[str, Any]:
     """Compile `make_rollout(env, num_envs, num_steps)`; returns its timed call, compile time and work."""
-    reset, run = make_rollout(env, num_envs, num_steps)
+    reset, run = make_rollout(env, num_envs, num_steps, reset_mode)
     state = block(jax.jit(reset)(jax.random.key(0)))
     key = jax.random.key(1)
     compiled, compile_s = compile_jit(run, state, key)
@@ -425,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     ap.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the side-by-side rows of the old ways (reset every step; drawn pixel frames)",
+    )
+    ap.add_argument(
         "--render",
         type=Path,
         default=None,
@@ -451,20 +472,26 @@ def main(argv: list[str] | None = None) -> int:
         args.farama_seconds, args.farama_vector, args.encoder_batch = 0.2, 2, 1
 
     task = envs.make(TASK_ID)
-    variants: dict[str, Any] = {"env": task}
+    # name -> (env, auto-reset mode); the *_step_reset / *_drawn rows are the old ways, side by side
+    variants: dict[str, Any] = {"env": (task, "pool")}
     for mode in args.modes:
-        variants[f"fused_{mode}"] = fused_env(task, mode)
+        variants[f"fused_{mode}"] = (fused_env(task, mode), "pool")
+    if not args.no_compare:
+        variants["env_step_reset"] = (task, "step")
+        if "pixels" in args.modes:
+            variants["fused_pixels_drawn"] = (fused_env(task, "pixels", lazy=False), "pool")
 
     lo, hi = (8, 64) if args.quick else (32, 2000)
     jax_rows: list[dict[str, Any]] = []
     for n in args.envs:
         row: dict[str, Any] = {"num_envs": n}
         preps = {}
-        for name, env in variants.items():
-            # pixels mode is ~10x slower: a smaller call keeps its repeats affordable
-            target = args.target_steps // (8 if name == "fused_pixels" else 1)
-            t = scan_length(n, target, lo // (4 if name == "fused_pixels" else 1), hi)
-            preps[name] = prepare_jax(env, n, t)
+        for name, (env, reset_mode) in variants.items():
+            # drawn pixels are ~10x slower: a smaller call keeps its repeats affordable
+            slow = name == "fused_pixels_drawn"
+            target = args.target_steps // (8 if slow else 1)
+            t = scan_length(n, target, lo // (4 if slow else 1), hi)
+            preps[name] = prepare_jax(env, n, t, reset_mode)
         row.update(bench_interleaved(preps, args.repeats))
         for name in variants:
             r = row[name]
@@ -472,10 +499,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name:14s} envs={n:6d}  {fmt_rate(r['median']):>8s} steps/s  compile {r['compile_s']:.1f}s",
                 flush=True,
             )
-        for mode in args.modes:
-            pr = paired_ratio(row[f"fused_{mode}"], row["env"])
-            row[f"fused_{mode}"]["ratio_to_env"] = pr["median"]
-            row[f"fused_{mode}"]["ratio_to_env_range"] = [pr["min"], pr["max"]]
+        for name in variants:
+            if name == "env":
+                continue
+            pr = paired_ratio(row[name], row["env"])
+            row[name]["ratio_to_env"] = pr["median"]
+            row[name]["ratio_to_env_range"] = [pr["min"], pr["max"]]
         jax_rows.append(row)
 
     overhead: dict[str, Any] = {}
@@ -483,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         n = 4096 if 4096 in args.envs else args.envs[-1]
         overhead = overhead_analysis(
             task,
-            variants["fused_state"],
+            variants["fused_state"][0],
             n,
             scan_length(n, args.target_steps, lo, hi),
             args.repeats,
@@ -545,8 +574,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "specs": {m: str(spec_path(m).relative_to(ROOT)) for m in args.modes},
         "method": (
-            "JAX rows: jit(scan(vmap(step))) with random actions and auto-reset by a per-env select "
-            "over the state pytree; the scan returns the summed reward so nothing is dropped. "
+            "JAX rows: jit(scan(vmap(step))) with random actions and auto-reset from a reset pool "
+            "drawn once per timed call (car_jax.rl.resets; env_step_reset: a fresh reset of every "
+            "env every step, the old way); fused_pixels reads cell ids through the lazy frame "
+            "(fused_pixels_drawn: drawn frames, the old way); the scan returns the summed reward "
+            "so nothing is dropped. "
             "Compile time (trace+XLA) is reported apart; steady-state times are blocked until ready, "
             "one warm-up call each, then `repeats` rounds timing env, fused state and fused pixels "
             "in turn (interleaved, so they share the machine's load); median and "
@@ -582,6 +614,11 @@ def check_targets(rows: list[dict[str, Any]], farama: dict, encoder: dict) -> di
         "value": fused["ratio_to_env"],
         "target": TARGETS["fused_state_vs_env_at_4096"],
     }
+    if "fused_pixels" in at:
+        out["fused_pixels_vs_env"] = {
+            "value": at["fused_pixels"]["ratio_to_env"],
+            "target": TARGETS["fused_pixels_vs_env_at_4096"],
+        }
     if farama:
         out["fused_state_vs_farama_loop"] = {
             "value": fused["ratio_to_farama_loop"],
@@ -615,6 +652,14 @@ def print_table(payload: dict[str, Any], modes: list[str]) -> None:
             r = row[f"fused_{mode}"]
             line += f" | {fmt_rate(r['median']):>14} {r['ratio_to_env']:>6.2f}"
         print(line)
+    for row in payload["jax"]:
+        for name in ("env_step_reset", "fused_pixels_drawn"):
+            if name in row:
+                r = row[name]
+                print(
+                    f"{row['num_envs']:>6} envs: {name} {fmt_rate(r['median'])} steps/s "
+                    f"(ratio to env {r['ratio_to_env']:.2f}, compile {r['compile_s']:.1f}s)"
+                )
     for k, v in payload["farama"].items():
         print(f"Farama MiniGrid {k} (n={v['num_envs']}): {fmt_rate(v['median'])} steps/s")
     if payload["encoder"]:
