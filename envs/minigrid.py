@@ -98,6 +98,8 @@ class MiniGridTask(Task):
             # same kind and colour as the target (picking it up wins at once). Redraw those
             # layouts: Farama MiniGrid never stacks two objects and its blocker (a ball) and target
             # (a box) always differ.
+            # NOTE: under vmap this while_loop runs until every env's layout is accepted. PPO's
+            # reset pool (car_jax.rl.resets) pays that once per rollout, not on every step.
             def missing(carry):
                 state = carry[1].state
                 target = state.goal_encoding[1:3]

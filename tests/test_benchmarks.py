@@ -36,6 +36,7 @@ def test_throughput_quick_writes_json(tmp_path):
         "--no-encoder",
         "--no-overhead",
         "--no-plot",
+        "--no-compare",
         "--farama-vector",
         "0",
         "--out",
