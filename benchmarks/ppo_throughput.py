@@ -31,22 +31,15 @@ from _bench_util import (  # noqa: E402
     compile_jit,
     fmt_rate,
     machine,
-    rate_stats,
-    time_repeats,
     write_json,
 )
+from jax_rollout import bench_interleaved, paired_ratio  # noqa: E402
 
 
-def measure(
-    env: Any,
-    family: str,
-    num_envs: int,
-    seeds: int,
-    updates: int,
-    repeats: int,
-    reset_mode: str = "pool",
+def prepare(
+    env: Any, family: str, num_envs: int, seeds: int, updates: int, reset_mode: str
 ) -> dict[str, Any]:
-    """Env steps/s (all seeds together) of one compiled chunk of `updates` updates."""
+    """Compile one chunk of `updates` PPO updates (seeds vmapped); its timed call and compile time."""
     from car_jax.rl.config import PPOConfig
     from car_jax.rl.ppo import PPOTrainer
 
@@ -66,15 +59,35 @@ def measure(
         state["runner"], metrics = compiled(state["runner"])
         return metrics
 
-    times = time_repeats(once, repeats, warmup=1)
-    out = rate_stats(seeds * updates * cfg.batch_size, times)
-    out.update(
-        num_envs=num_envs,
-        seeds=seeds,
-        updates_per_chunk=updates,
-        compile_s=compile_s,
-        config=cfg.to_dict(),
-    )
+    # bench_interleaved's work per call: num_envs * scan_steps env steps (all seeds together)
+    return {
+        "once": once,
+        "compile_s": compile_s,
+        "num_envs": seeds * num_envs,
+        "scan_steps": updates * cfg.num_steps,
+        "config": cfg.to_dict(),
+    }
+
+
+def measure_modes(
+    env: Any, family: str, num_envs: int, seeds: int, updates: int, repeats: int, modes: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Steps/s of each reset mode, timed in interleaved rounds (pool, step, pool, step, ...)."""
+    preps = {m: prepare(env, family, num_envs, seeds, updates, m) for m in modes}
+    timed = bench_interleaved(preps, repeats, budget_s=600.0)
+    out = {}
+    for mode, r in timed.items():
+        r.update(
+            num_envs=num_envs,
+            seeds=seeds,
+            updates_per_chunk=updates,
+            config=preps[mode]["config"],
+        )
+        out[mode] = r
+    if "pool" in out and "step" in out:
+        pr = paired_ratio(out["pool"], out["step"])
+        out["pool"]["ratio_pool_to_step"] = pr["median"]
+        out["pool"]["ratio_pool_to_step_range"] = [pr["min"], pr["max"]]
     return out
 
 
@@ -120,17 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         for s in args.seeds:
             base: dict[str, float] = {}
             for name, env in variants.items():
-                by_mode: dict[str, dict[str, Any]] = {}
-                for mode in args.reset_modes:
-                    row = measure(env, task.family, n, s, args.updates, args.repeats, mode)
+                by_mode = measure_modes(
+                    env, task.family, n, s, args.updates, args.repeats, args.reset_modes
+                )
+                for mode, row in by_mode.items():
                     row.update(reward=name, reset_mode=mode)
                     base.setdefault(mode, row["median"])
                     row["ratio_to_sparse"] = row["median"] / base[mode]
-                    by_mode[mode] = row
                     rows.append(row)
-                if "pool" in by_mode and "step" in by_mode:
-                    gain = by_mode["pool"]["median"] / by_mode["step"]["median"]
-                    by_mode["pool"]["ratio_pool_to_step"] = gain
                 for mode, row in by_mode.items():
                     gain = row.get("ratio_pool_to_step")
                     print(
@@ -148,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine(),
             "note": args.note,
             "unit": "env steps per second, all seeds together, steady state",
-            "method": "each row: one compiled chunk of `updates_per_chunk` PPO updates, timed "
-            "`repeats` times after a warm-up call (compile_s apart); pool and step reset rows are "
-            "measured one after the other at equal settings",
+            "method": "each row: one compiled chunk of `updates_per_chunk` PPO updates, one warm-up "
+            "call, then `repeats` interleaved rounds timing the pool and the step reset variant in "
+            "turn at equal settings (compile_s apart); ratio_pool_to_step is the median of "
+            "per-round ratios",
             "rows": rows,
         },
     )

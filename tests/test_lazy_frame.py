@@ -8,6 +8,7 @@ pixel spec gives the same values from the cell ids (car_jax.dsl.lazy) as from th
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jax
@@ -30,34 +31,41 @@ SPRITE_TASKS = [
 ]
 
 
-def rollout_ids(task, n: int, horizon: int, policy: str, seed: int = 0):
-    """Cell ids [n * horizon, R, C] along rollouts (random or expert actions, reset when done)."""
-    sheet = task.sprite_frames("pixels")["frame"]
+@functools.cache
+def rollout_states(task_id: str, n: int, horizon: int):
+    """States [n * horizon * 2] along random and (10%-noisy) expert rollouts, reset when done."""
+    task = envs.make(task_id)
 
-    def one(key):
+    def one(key, expert):
         k0, key = jax.random.split(key)
         _, state = task.reset(k0, task.params)
 
-        def step(carry, key):
-            state = carry
+        def step(state, key):
             k_act, k_reset, k_eps = jax.random.split(key, 3)
-            if policy == "expert":
-                action = task.expert(k_act, state, task.params)
-                # a little noise so the expert also visits off-path states
-                noise = jax.random.randint(k_act, (), 0, task.action.n)
-                action = jnp.where(jax.random.uniform(k_eps) < 0.1, noise, action)
-            else:
-                action = jax.random.randint(k_act, (), 0, task.action.n)
+            noise = jax.random.randint(k_act, (), 0, task.action.n)
+            action = jnp.where(
+                expert & (jax.random.uniform(k_eps) >= 0.1),
+                task.expert(k_act, state, task.params),
+                noise,
+            )
             _, nxt, _, term, trunc, _ = task.step(key, state, action, task.params)
             _, fresh = task.reset(k_reset, task.params)
             nxt = jax.tree.map(lambda a, b: jnp.where(term | trunc, a, b), fresh, nxt)
-            return nxt, sheet.cell_ids(state)
+            return nxt, state
 
-        _, ids = jax.lax.scan(step, state, jax.random.split(key, horizon))
-        return ids
+        return jax.lax.scan(step, state, jax.random.split(key, horizon))[1]
 
-    ids = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(seed), n))
-    return np.asarray(ids).reshape(n * horizon, *ids.shape[2:])
+    keys = jax.random.split(jax.random.key(0), 2 * n)
+    expert = jnp.arange(2 * n) >= n  # first half random, second half expert
+    states = jax.jit(jax.vmap(one))(keys, expert)
+    return jax.tree.map(lambda x: x.reshape(2 * n * horizon, *x.shape[2:]), states)
+
+
+def rollout_ids(task_id: str, n: int, horizon: int) -> jax.Array:
+    """Cell ids [N, R, C] of `rollout_states`."""
+    task = envs.make(task_id)
+    sheet = task.sprite_frames("pixels")["frame"]
+    return jax.jit(jax.vmap(sheet.cell_ids))(rollout_states(task_id, n, horizon))
 
 
 def windows(task):
@@ -80,7 +88,7 @@ def colours(task):
     return named + [(115, 115, 0), (0, 0, 0), (50, 18, 88), (120, 120, 120)]
 
 
-def primitive_outputs(frame, colour, tol, cell_px):
+def primitive_outputs(frame, colour, tol, cell_px, blobs=True):
     """Every vision primitive on one frame (lazy or drawn), through the compiler's dispatch."""
     calls = {
         "colour_mask": ("colour_mask", (frame, colour, tol)),
@@ -104,6 +112,8 @@ def primitive_outputs(frame, colour, tol, cell_px):
         fn = lz.LAZY_PRIMITIVES[name] if lz.is_lazy(mask) else None
         v = fn(mask) if fn is not None else None
         out[name] = v if v is not None else REGISTRY[name].fn(lz.materialize(mask))
+    if not blobs:
+        return out
     m = lz.materialize(mask)
     out["blob_count"] = REGISTRY["blob_count"].fn(m)
     out["blob_sizes"] = REGISTRY["blob_sizes"].fn(m, 4)
@@ -115,13 +125,11 @@ def check_primitives(task_id, n, horizon, tols=(0, 4), few=False):
     task = envs.make(task_id)
     sheet = task.sprite_frames("pixels")["frame"]
     tables = lz.SheetTables(sheet)
-    ids = np.concatenate(
-        [rollout_ids(task, n, horizon, "random"), rollout_ids(task, n, horizon, "expert", 1)]
-    )
+    ids = rollout_ids(task_id, n, horizon)
     wins, cols = windows(task), colours(task)
     if few:  # the make-test version: fewer windows and colours, same checks
-        wins = {k: wins[k] for k in ("whole", "inventory", "cutting")}
-        cols = [task.constants("pixels")[k] for k in ("AGENT_RGB", "GREY_RGB", "YELLOW_RGB")]
+        wins = {k: wins[k] for k in ("whole", "cutting")}
+        cols = [task.constants("pixels")[k] for k in ("AGENT_RGB", "YELLOW_RGB")]
 
     def both(ids):
         frame = tables.draw(ids)
@@ -134,12 +142,12 @@ def check_primitives(task_id, n, horizon, tols=(0, 4), few=False):
             assert sub_lazy.shape == sub.shape
             for ci, colour in enumerate(cols):
                 for tol in tols:
-                    d = primitive_outputs(sub, colour, tol, sheet.px)
-                    lzo = primitive_outputs(sub_lazy, colour, tol, sheet.px)
+                    d = primitive_outputs(sub, colour, tol, sheet.px, blobs=not few)
+                    lzo = primitive_outputs(sub_lazy, colour, tol, sheet.px, blobs=not few)
                     res[(wname, ci, tol)] = (d, lzo)
         return res
 
-    out = jax.device_get(jax.jit(jax.vmap(both))(jnp.asarray(ids)))
+    out = jax.device_get(jax.jit(jax.vmap(both))(ids))
     for where, (drawn, lazy_vals) in out.items():
         for name in drawn:
             a, b = np.asarray(drawn[name]), np.asarray(lazy_vals[name])
@@ -150,47 +158,24 @@ def check_primitives(task_id, n, horizon, tols=(0, 4), few=False):
 
 def check_reference_specs(task_id, n, horizon):
     task = envs.make(task_id)
-    path = REFERENCE / f"{task_id}.pixels.py"
-    spec = RewardSpec.load(path)
+    spec = RewardSpec.load(REFERENCE / f"{task_id}.pixels.py")
     sheets = task_sprite_frames(task, "pixels")
     compiled = compile_spec(
         spec, task.inputs("pixels"), task.constants("pixels"), sprite_frames=sheets
     )
     assert all(p.lazy_reads for p in compiled.programs)
+    sheet = sheets["frame"]
 
-    def rollout_states(policy, seed):
-        def one(key):
-            k0, key = jax.random.split(key)
-            _, state = task.reset(k0, task.params)
+    def both(state):
+        obs = task.observe(state, "pixels")
+        same_frame = jnp.array_equal(obs["frame"], sheet.draw(sheet.cell_ids(state)))
+        cells = compiled.completion(observe_cells(task, state, "pixels"))
+        return compiled.completion(obs), cells, same_frame
 
-            def step(state, key):
-                k_act, k_reset = jax.random.split(key)
-                if policy == "expert":
-                    action = task.expert(k_act, state, task.params)
-                else:
-                    action = jax.random.randint(k_act, (), 0, task.action.n)
-                _, nxt, _, term, trunc, _ = task.step(key, state, action, task.params)
-                _, fresh = task.reset(k_reset, task.params)
-                nxt = jax.tree.map(lambda a, b: jnp.where(term | trunc, a, b), fresh, nxt)
-                drawn = compiled.completion(task.observe(state, "pixels"))
-                cells = compiled.completion(observe_cells(task, state, "pixels"))
-                same_frame = jnp.array_equal(
-                    task.observe(state, "pixels")["frame"],
-                    sheets["frame"].draw(sheets["frame"].cell_ids(state)),
-                )
-                return nxt, (drawn, cells, same_frame)
-
-            return jax.lax.scan(step, state, jax.random.split(key, horizon))[1]
-
-        return jax.device_get(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(seed), n)))
-
-    fired = 0
-    for policy, seed in (("random", 0), ("expert", 1)):
-        drawn, cells, same_frame = rollout_states(policy, seed)
-        assert np.all(same_frame)
-        np.testing.assert_array_equal(drawn, cells)
-        fired += int(np.asarray(drawn).sum())
-    assert fired > 0  # the expert completes sub-tasks, so the comparison covers true verdicts
+    drawn, cells, same_frame = jax.jit(jax.vmap(both))(rollout_states(task_id, n, horizon))
+    assert np.all(same_frame)  # the task's frame is the sprite gather of its cell ids
+    np.testing.assert_array_equal(drawn, cells)
+    assert np.asarray(drawn).any()  # the expert completes sub-tasks: true verdicts are compared
 
 
 def test_sprite_tasks_are_declared():
@@ -198,11 +183,11 @@ def test_sprite_tasks_are_declared():
 
 
 def test_primitives_lazy_equal_drawn_doorkey():
-    check_primitives("MiniGrid-DoorKey-5x5", n=4, horizon=24, tols=(0, 30), few=True)
+    check_primitives("MiniGrid-DoorKey-5x5", n=2, horizon=24, tols=(0, 30), few=True)
 
 
-def test_reference_spec_lazy_equals_drawn_blocked():
-    check_reference_specs("MiniGrid-BlockedUnlockPickUp", n=4, horizon=48)
+def test_reference_spec_lazy_equals_drawn_doorkey():
+    check_reference_specs("MiniGrid-DoorKey-5x5", n=2, horizon=24)
 
 
 @pytest.mark.slow
@@ -244,10 +229,12 @@ def test_programs_mixing_lazy_and_pixel_reads(name):
         LAZY_PROGRAMS[name], task.inputs("pixels"), task.constants("pixels"), sprite_frames=sheets
     )
     assert prog.lazy_reads
-    ids = rollout_ids(task, 4, 24, "expert")
-    frames = jax.vmap(sheets["frame"].draw)(jnp.asarray(ids))
-    drawn = jax.jit(jax.vmap(lambda f: prog.fn({"frame": f})))(frames)
-    cells = jax.jit(jax.vmap(lambda i: prog.fn({"frame": i})))(jnp.asarray(ids))
+    ids = rollout_ids("MiniGrid-DoorKey-5x5", 2, 24)
+
+    def both(ids):
+        return prog.fn({"frame": sheets["frame"].draw(ids)}), prog.fn({"frame": ids})
+
+    drawn, cells = jax.jit(jax.vmap(both))(ids)
     assert np.asarray(drawn).tobytes() == np.asarray(cells).tobytes()
     assert len(np.unique(np.asarray(drawn))) > 1  # the program does vary along the rollouts
 
