@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from car_jax.dsl.library.grid import first_index
+
 _EXACT_F32 = 1 << 24  # integers up to this are exact in float32
 
 
@@ -320,8 +322,6 @@ def _lazy_colour_cell(frame, colour, cell_px, tol=0, min_pixels=1):
     counts = None if m is None else m.cell_counts(cell_px)
     if counts is None:
         return None
-    from car_jax.dsl.library.grid import first_index
-
     return first_index(counts >= min_pixels)
 
 
