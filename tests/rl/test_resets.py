@@ -133,3 +133,11 @@ def test_config_refuses_an_unknown_reset_mode():
         PPOConfig(reset_mode="sometimes")
     assert PPOConfig(num_envs=64, num_steps=128).pool_size == 512
     assert PPOConfig(num_envs=64, num_steps=8).pool_size == 64
+
+
+def test_ppo_logs_shared_pool_entries(bandit_run):
+    """One-step bandit episodes: 64 end per rollout, the pool holds 16, so 48 share a start."""
+    trainer, _, out, _ = bandit_run
+    cfg = trainer.config
+    assert cfg.reset_mode == "pool" and cfg.pool_size == 16
+    np.testing.assert_array_equal(out.metrics["reset_pool_shared"], cfg.batch_size - cfg.pool_size)
