@@ -35,7 +35,7 @@ SPRITE_TASKS = [
 
 @functools.cache
 def rollout_states(task_id: str, n: int, horizon: int):
-    """States [n * horizon * 2] along random and (10%-noisy) expert rollouts, reset when done."""
+    """States [4 * n * horizon] along random and (10%-noisy) expert rollouts, reset when done."""
     task = envs.make(task_id)
 
     def one(key, expert):
@@ -50,17 +50,18 @@ def rollout_states(task_id: str, n: int, horizon: int):
                 task.expert(k_act, state, task.params),
                 noise,
             )
-            _, nxt, _, term, trunc, _ = task.step(key, state, action, task.params)
+            _, stepped, _, term, trunc, _ = task.step(key, state, action, task.params)
             _, fresh = task.reset(k_reset, task.params)
-            nxt = jax.tree.map(lambda a, b: jnp.where(term | trunc, a, b), fresh, nxt)
-            return nxt, state
+            nxt = jax.tree.map(lambda a, b: jnp.where(term | trunc, a, b), fresh, stepped)
+            # both the state acted in and the one stepped to (a goal state ends its episode)
+            return nxt, jax.tree.map(lambda a, b: jnp.stack([a, b]), state, stepped)
 
         return jax.lax.scan(step, state, jax.random.split(key, horizon))[1]
 
     keys = jax.random.split(jax.random.key(0), 2 * n)
     expert = jnp.arange(2 * n) >= n  # first half random, second half expert
     states = jax.jit(jax.vmap(one))(keys, expert)
-    return jax.tree.map(lambda x: x.reshape(2 * n * horizon, *x.shape[2:]), states)
+    return jax.tree.map(lambda x: x.reshape(2 * n * horizon * 2, *x.shape[3:]), states)
 
 
 def rollout_ids(task_id: str, n: int, horizon: int) -> jax.Array:
