@@ -4,7 +4,9 @@ Runs compiled chunks of `--updates` PPO updates (rollout + GAE + epochs, `jit(vm
 on one task from `envs.make`, with the family's default PPO settings (MiniGrid: 64-64 MLP over an
 embedded egocentric view, rollout 64, 4 epochs x 8 minibatches), with the sparse env reward and
 with the task's reference code reward fused in (`CodeReward`, `prompts/reference/<ID>.state.py`),
-measured back to back at each size: the ratio is the code reward's cost in training.
+measured back to back at each size: the ratio is the code reward's cost in training. Each variant
+runs with the reset pool (`reset_mode="pool"`, the default) and, side by side, with a reset of
+every env on every step (`reset_mode="step"`, PureJaxRL's way): `ratio_pool_to_step` is the gain.
 
     .venv/bin/python benchmarks/ppo_throughput.py --env MiniGrid-DoorKey-8x8 --num-envs 256 1024 --seeds 1 2
 Writes benchmarks/results/ppo_throughput.json (or --out).
@@ -29,21 +31,24 @@ from _bench_util import (  # noqa: E402
     compile_jit,
     fmt_rate,
     machine,
-    rate_stats,
-    time_repeats,
     write_json,
 )
+from jax_rollout import bench_interleaved, paired_ratio  # noqa: E402
 
 
-def measure(
-    env: Any, family: str, num_envs: int, seeds: int, updates: int, repeats: int
+def prepare(
+    env: Any, family: str, num_envs: int, seeds: int, updates: int, reset_mode: str
 ) -> dict[str, Any]:
-    """Env steps/s (all seeds together) of one compiled chunk of `updates` updates."""
+    """Compile one chunk of `updates` PPO updates (seeds vmapped); its timed call and compile time."""
     from car_jax.rl.config import PPOConfig
     from car_jax.rl.ppo import PPOTrainer
 
     base = PPOConfig.for_family(family) if family else PPOConfig()
-    cfg = base.replace(num_envs=num_envs, total_timesteps=num_envs * base.num_steps * updates)
+    cfg = base.replace(
+        num_envs=num_envs,
+        total_timesteps=num_envs * base.num_steps * updates,
+        reset_mode=reset_mode,
+    )
     trainer = PPOTrainer(cfg, env)
     keys = jax.random.split(jax.random.key(0), seeds)
     runner = block(trainer.batched_init()(keys, cfg.hyper()))
@@ -54,15 +59,35 @@ def measure(
         state["runner"], metrics = compiled(state["runner"])
         return metrics
 
-    times = time_repeats(once, repeats, warmup=1)
-    out = rate_stats(seeds * updates * cfg.batch_size, times)
-    out.update(
-        num_envs=num_envs,
-        seeds=seeds,
-        updates_per_chunk=updates,
-        compile_s=compile_s,
-        config=cfg.to_dict(),
-    )
+    # bench_interleaved's work per call: num_envs * scan_steps env steps (all seeds together)
+    return {
+        "once": once,
+        "compile_s": compile_s,
+        "num_envs": seeds * num_envs,
+        "scan_steps": updates * cfg.num_steps,
+        "config": cfg.to_dict(),
+    }
+
+
+def measure_modes(
+    env: Any, family: str, num_envs: int, seeds: int, updates: int, repeats: int, modes: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Steps/s of each reset mode, timed in interleaved rounds (pool, step, pool, step, ...)."""
+    preps = {m: prepare(env, family, num_envs, seeds, updates, m) for m in modes}
+    timed = bench_interleaved(preps, repeats, budget_s=600.0)
+    out = {}
+    for mode, r in timed.items():
+        r.update(
+            num_envs=num_envs,
+            seeds=seeds,
+            updates_per_chunk=updates,
+            config=preps[mode]["config"],
+        )
+        out[mode] = r
+    if "pool" in out and "step" in out:
+        pr = paired_ratio(out["pool"], out["step"])
+        out["pool"]["ratio_pool_to_step"] = pr["median"]
+        out["pool"]["ratio_pool_to_step_range"] = [pr["min"], pr["max"]]
     return out
 
 
@@ -75,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--updates", type=int, default=4, help="updates per timed chunk")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-code-reward", action="store_true", help="sparse reward only")
+    parser.add_argument(
+        "--reset-modes",
+        nargs="+",
+        default=["pool", "step"],
+        choices=["pool", "step"],
+        help="auto-reset modes measured side by side",
+    )
+    parser.add_argument("--note", default="", help="free text stored in the JSON")
     parser.add_argument("--out", type=Path, default=RESULTS / "ppo_throughput.json")
     args = parser.parse_args(argv)
 
@@ -93,22 +126,29 @@ def main(argv: list[str] | None = None) -> int:
         variants["code_reward"] = CodeReward(task, compiled, mode="state")
     rows = []
     print(
-        f"{'envs':>6} {'seeds':>5} {'reward':>12} {'steps/s':>10} {'spread':>7} {'compile s':>9} {'ratio':>6}"
+        f"{'envs':>6} {'seeds':>5} {'reward':>12} {'resets':>6} {'steps/s':>10} {'spread':>7} "
+        f"{'compile s':>9} {'/sparse':>7} {'pool/step':>9}"
     )
     for n in args.num_envs:
         for s in args.seeds:
-            base = None
+            base: dict[str, float] = {}
             for name, env in variants.items():
-                row = measure(env, task.family, n, s, args.updates, args.repeats)
-                row["reward"] = name
-                base = base or row["median"]
-                row["ratio_to_sparse"] = row["median"] / base
-                rows.append(row)
-                print(
-                    f"{n:>6} {s:>5} {name:>12} {fmt_rate(row['median']):>10} {row['spread']:>7.2f} "
-                    f"{row['compile_s']:>9.1f} {row['ratio_to_sparse']:>6.2f}",
-                    flush=True,
+                by_mode = measure_modes(
+                    env, task.family, n, s, args.updates, args.repeats, args.reset_modes
                 )
+                for mode, row in by_mode.items():
+                    row.update(reward=name, reset_mode=mode)
+                    base.setdefault(mode, row["median"])
+                    row["ratio_to_sparse"] = row["median"] / base[mode]
+                    rows.append(row)
+                for mode, row in by_mode.items():
+                    gain = row.get("ratio_pool_to_step")
+                    print(
+                        f"{n:>6} {s:>5} {name:>12} {mode:>6} {fmt_rate(row['median']):>10} "
+                        f"{row['spread']:>7.2f} {row['compile_s']:>9.1f} "
+                        f"{row['ratio_to_sparse']:>7.2f} {'' if gain is None else f'{gain:.2f}':>9}",
+                        flush=True,
+                    )
     write_json(
         args.out,
         {
@@ -116,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
             "env": args.env,
             "command": command(__file__, argv),
             "machine": machine(),
+            "note": args.note,
             "unit": "env steps per second, all seeds together, steady state",
+            "method": "each row: one compiled chunk of `updates_per_chunk` PPO updates, one warm-up "
+            "call, then `repeats` interleaved rounds timing the pool and the step reset variant in "
+            "turn at equal settings (compile_s apart); ratio_pool_to_step is the median of "
+            "per-round ratios",
             "rows": rows,
         },
     )

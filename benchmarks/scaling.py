@@ -32,7 +32,7 @@ from benchmarks._bench_util import (  # noqa: E402
     time_repeats,
     write_json,
 )
-from benchmarks.throughput import TASK_ID, bench_jax, fused_env, scan_length  # noqa: E402
+from benchmarks.jax_rollout import TASK_ID, bench_jax, fused_env, scan_length  # noqa: E402
 
 SLOW_FAMILIES = (
     "brax",
@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "note": args.note,
         "machine": machine(),
-        "method": "env steps/s: jit(scan(vmap(step))) with random actions and per-env auto-reset, "
+        "method": "env steps/s: jit(scan(vmap(step))) with random actions and auto-reset from a "
+        "reset pool drawn once per call (car_jax.rl.resets), "
         "compile apart, median of repeats. PPO: PPOTrainer.run over `updates` updates, seeds vmapped "
         "in one program, env-steps/s summed over seeds.",
         "skipped_slow": skipped,

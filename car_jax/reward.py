@@ -29,6 +29,7 @@ import numpy as np
 from flax import struct
 
 from car_jax.errors import UserError
+from car_jax.sprite_inputs import observe_cells, reads_cells
 
 SHAPINGS = ("bonus", "potential")
 
@@ -110,6 +111,7 @@ class CodeReward:
         self.obs_shape, self.obs_dtype = _progress_obs_shape(
             tuple(task.obs_shape), task.obs_dtype, k, self.progress_obs
         )
+        self._reads_cells = reads_cells(compiled, task, mode)
 
     def with_discount(self, params: CodeRewardParams, gamma: jax.Array) -> CodeRewardParams:
         """`params` with potential shaping's discount replaced (PPO passes its traced gamma)."""
@@ -139,7 +141,12 @@ class CodeReward:
         idx = state.next_subtask
         # NOTE: all K programs are evaluated every step; K is small and a gather under vmap is
         # cheaper than a per-env lax.switch.
-        done_now = self.compiled.completion(self.task.observe(env_state, self.mode))
+        # NOTE: programs compiled with the task's sprite sheets read cell ids, not drawn frames.
+        if self._reads_cells:
+            obs_now = observe_cells(self.task, env_state, self.mode)
+        else:
+            obs_now = self.task.observe(env_state, self.mode)
+        done_now = self.compiled.completion(obs_now)
         new_idx = self.advance(idx, done_now)
         if self.shaping == "bonus":
             code = self.potential[new_idx] - self.potential[idx]  # every sub-task passed, once

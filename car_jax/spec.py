@@ -269,13 +269,22 @@ def compile_spec(
     inputs: Mapping[str, Any],
     constants: Mapping[str, Any] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    sprite_frames: Mapping[str, Any] | None = None,
 ) -> CompiledSpec:
-    """Compile every program of `spec` once; DSLCompileError carries all programs' errors."""
+    """Compile every program of `spec` once; DSLCompileError carries all programs' errors.
+
+    `sprite_frames` (`task.sprite_frames(mode)`): the programs also take those inputs as cell ids
+    (`car_jax.sprite_inputs.observe_cells`) and then read them without drawing the frame.
+    """
     errors = _spec_errors(spec, limits)
     compiled = []
     for p in spec.programs:
         try:
-            compiled.append(compile_program(p.source, inputs, constants, limits, label=p.name))
+            compiled.append(
+                compile_program(
+                    p.source, inputs, constants, limits, label=p.name, sprite_frames=sprite_frames
+                )
+            )
         except DSLCompileError as err:
             errors += err.errors
         name_err = _def_name_error(p)

@@ -17,6 +17,7 @@ import xminigrid
 from xminigrid.core.constants import NUM_COLORS, NUM_TILES, Colors, Tiles
 from xminigrid.types import StepType, TimeStep
 
+from envs._draw import SpriteFrame
 from envs.base import ActionSpace, InputField, Task
 from envs.minigrid_expert import minigrid_expert
 from envs.minigrid_sprites import (
@@ -84,6 +85,7 @@ class MiniGridTask(Task):
         self.height, self.width = int(self.params.height), int(self.params.width)
         self.max_steps = int(self.params.max_steps)
         self._repair = repair_missing_key
+        self._sprite_frame: SpriteFrame | None = None
         self.expert = lambda key, state, params: minigrid_expert(key, state, kind)
 
     # --- functional env -------------------------------------------------------------------
@@ -96,6 +98,8 @@ class MiniGridTask(Task):
             # same kind and colour as the target (picking it up wins at once). Redraw those
             # layouts: Farama MiniGrid never stacks two objects and its blocker (a ball) and target
             # (a box) always differ.
+            # NOTE: under vmap this while_loop runs until every env's layout is accepted. PPO's
+            # reset pool (car_jax.rl.resets) pays that once per rollout, not on every step.
             def missing(carry):
                 state = carry[1].state
                 target = state.goal_encoding[1:3]
@@ -185,8 +189,25 @@ class MiniGridTask(Task):
 
     def frame(self, state: Any) -> jax.Array:
         """The small RGB frame uint8 [(H+1)*8, W*8, 3], gathered from the sprite table in jit."""
-        table = jnp.asarray(sprite_tables()[1])  # [5, 156, px, px, 3], a jit constant
-        h, w, px = self.height, self.width, SMALL_PX
+        sheet = self.sprite_frames("pixels")["frame"]
+        return sheet.draw(sheet.cell_ids(state))
+
+    def sprite_frames(self, mode: str) -> dict[str, SpriteFrame]:
+        """The sprite-table inputs of `mode` (`frame` in pixels mode): programs may read them lazily."""
+        if self.check_mode(mode) == "state":
+            return {}
+        if self._sprite_frame is None:
+            sprites = sprite_tables()[1]  # [5, 156, px, px, 3]
+            self._sprite_frame = SpriteFrame(
+                sprites.reshape(-1, *sprites.shape[2:]),
+                (self.height + 1, self.width),
+                self.cell_ids,
+            )
+        return {"frame": self._sprite_frame}
+
+    def cell_ids(self, state: Any) -> jax.Array:
+        """int32 [H+1, W]: sprite index (layer * 156 + tile * 12 + colour) of every frame cell."""
+        h, w = self.height, self.width
         grid = state.grid.astype(jnp.int32)
         pos = state.agent.position
         layer = (
@@ -194,15 +215,12 @@ class MiniGridTask(Task):
             .at[pos[0], pos[1]]
             .set(1 + state.agent.direction.astype(jnp.int32))
         )
-        cells = table[layer, grid[..., 0] * NUM_COLORS + grid[..., 1]]  # [h, w, px, px, 3]
+        cells = layer * (NUM_TILES * NUM_COLORS) + grid[..., 0] * NUM_COLORS + grid[..., 1]
         pocket = state.agent.pocket.astype(jnp.int32)
-        inventory = (
-            jnp.zeros((1, w, px, px, 3), jnp.uint8)
-            .at[0, 0]
-            .set(table[0, pocket[0] * NUM_COLORS + pocket[1]])
-        )
-        cells = jnp.concatenate([cells, inventory], axis=0)
-        return cells.transpose(0, 2, 1, 3, 4).reshape((h + 1) * px, w * px, 3)
+        # The inventory row: the carried object (no agent layer) in its first cell, sprite 0
+        # (empty, all black) elsewhere.
+        inventory = jnp.zeros((1, w), jnp.int32).at[0, 0].set(pocket[0] * NUM_COLORS + pocket[1])
+        return jnp.concatenate([cells, inventory], axis=0)
 
     def constants(self, mode: str) -> dict[str, int | float | tuple]:
         """Named constants: tile kinds, colour ids and directions (state); palette RGB (pixels)."""

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("minigrid")
 
-from benchmarks import scaling, throughput  # noqa: E402
+from benchmarks import farama_baseline, scaling, throughput  # noqa: E402
 
 
 def _finite_rates(node):
@@ -36,6 +36,7 @@ def test_throughput_quick_writes_json(tmp_path):
         "--no-encoder",
         "--no-overhead",
         "--no-plot",
+        "--no-compare",
         "--farama-vector",
         "0",
         "--out",
@@ -69,13 +70,13 @@ def test_scaling_quick_writes_json_and_plot(tmp_path):
 
 def test_python_checks_match_farama_episode():
     """The Farama-side sub-task checks see the real env state: a fresh DoorKey has none done."""
-    env = throughput.make_farama_env()
+    env = farama_baseline.make_farama_env()
     env.reset(seed=3)
-    assert [c(env.unwrapped) for c in throughput.PY_CHECKS] == [False, False, False]
+    assert [c(env.unwrapped) for c in farama_baseline.PY_CHECKS] == [False, False, False]
     env.unwrapped.agent_pos = tuple(
         (x, y)
         for x in range(8)
         for y in range(8)
         if (c := env.unwrapped.grid.get(x, y)) and c.type == "goal"
     )[0]
-    assert throughput.PY_CHECKS[2](env.unwrapped)
+    assert farama_baseline.PY_CHECKS[2](env.unwrapped)

@@ -49,9 +49,12 @@ def compile_for(spec, task, mode: str):
     """Compile `spec` against `task`'s inputs of `mode`; refused programs become a UserError."""
     from car_jax.dsl import DSLCompileError
     from car_jax.spec import compile_spec
+    from car_jax.sprite_inputs import task_sprite_frames
 
     try:
-        return compile_spec(spec, task.inputs(mode), task.constants(mode))
+        # With the task's sprite tables the programs also read cell ids (lazy frames, no drawing).
+        sheets = task_sprite_frames(task, mode)
+        return compile_spec(spec, task.inputs(mode), task.constants(mode), sprite_frames=sheets)
     except DSLCompileError as err:
         lines = "\n  ".join(str(e) for e in err.errors)
         raise UserError(

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from car_jax.dsl import lazy
 from car_jax.dsl.errors import DSLCompileError, DSLError
 from car_jax.dsl.grammar import check_function, parse_source, split_program
 from car_jax.dsl.limits import DEFAULT_LIMITS, Limits
@@ -80,7 +81,9 @@ def _shape(v: Value) -> tuple[int, ...]:
 
 
 def _arr(v: Value, node: ast.AST) -> Value:
-    """Make `v` usable by jnp: tuples become arrays; Python scalars stay (weakly typed)."""
+    """Make `v` usable by jnp: tuples become arrays, lazy frames are drawn; scalars stay."""
+    if lazy.is_lazy(v):
+        return v.draw()
     if isinstance(v, tuple):
         try:
             if _is_static(v):
@@ -122,6 +125,8 @@ def _check_static(v: Value, node: ast.AST, limits: Limits) -> Value:
 def _describe(v: Value) -> str:
     if _is_static(v):
         return f"the constant {v!r}"
+    if lazy.is_lazy(v):
+        return f"an array of shape {v.shape} and dtype {v.dtype}"
     return f"an array of shape {tuple(jnp.shape(v))} and dtype {jnp.asarray(v).dtype}"
 
 
@@ -226,7 +231,7 @@ class _Builder:
         if _shape(item) != ():
             raise _Fail(node, "E-TYPE", "`x in array` needs a scalar x",
                         "for positions use a tuple of positions: `pos in ((1, 2), (3, 4))`")  # fmt: skip
-        return jnp.any(jnp.asarray(seq) == _arr(item, node))
+        return jnp.any(jnp.asarray(_arr(seq, node)) == _arr(item, node))
 
     def cond(self, node: ast.AST, v: Value) -> Value:
         """A condition: a static bool, or a traced bool scalar."""
@@ -412,6 +417,11 @@ class _Builder:
 
         def run(env: Env) -> Value:
             v, i = fv(env), fi(env)
+            if isinstance(v, lazy.LazyFrame):
+                # Constant slices keep a sprite-grid frame lazy; anything else draws it.
+                sub = v.sliced(i)
+                if sub is not None:
+                    return sub
             if isinstance(v, tuple) and isinstance(i, int):
                 try:
                     return v[i]
@@ -465,6 +475,15 @@ class _Builder:
             for kw in e.keywords:
                 param = next(p for p in params if p.name == kw.arg)
                 kwargs[kw.arg] = self.argument(kw.value, prim, param, fkws[kw.arg](env))
+            if any(lazy.is_lazy(v) for v in (*args, *kwargs.values())):
+                # A lazy frame or mask: answered from sprite tables where the primitive can be,
+                # else drawn first (the same pixels the task's frame has).
+                lazy_fn = lazy.LAZY_PRIMITIVES.get(prim.name)
+                out = None if lazy_fn is None else lazy_fn(*args, **kwargs)
+                if out is not None:
+                    return out
+                args = [lazy.materialize(v) for v in args]
+                kwargs = {k: lazy.materialize(v) for k, v in kwargs.items()}
             try:
                 return prim.fn(*args, **kwargs)
             except ArgumentError as err:
@@ -487,7 +506,8 @@ class _Builder:
             return v
         if param.kind == "colour":
             return self.colour(node, where, v)
-        v = _arr(v, node)
+        if not lazy.is_lazy(v):  # NOTE: lazy frames and masks stay lazy until the call
+            v = _arr(v, node)
         if param.kind == "image":
             shape = jnp.shape(v)
             if len(shape) != 3 or shape[-1] != 3:
@@ -586,6 +606,7 @@ class _Builder:
             env[t.id] = v
             return
         n = len(t.elts)
+        v = lazy.materialize(v)
         if isinstance(v, tuple):
             items = list(v)
         elif _is_scalar_static(v) or jnp.ndim(v) == 0:
@@ -684,13 +705,28 @@ class CompiledProgram:
     output: jax.ShapeDtypeStruct
     _run: Callable[[dict], Value] = field(repr=False)
     traces: int = 0  # how many times the closure tree was traced (once per jit compile)
+    sprite_frames: dict[str, lazy.SheetTables] = field(default_factory=dict, repr=False)
+    """Sprite-grid inputs: for these, `fn` also accepts the cell ids int32 [rows, cols]."""
+    lazy_reads: bool = True
+    """Read cell ids as lazy frames (False: draw the frame from them first)."""
 
     def fn(self, obs: Mapping[str, jax.Array]) -> jax.Array:
-        """The program's value on one observation dict (extra keys are ignored)."""
+        """The program's value on one observation dict (extra keys are ignored).
+
+        A sprite-grid input (`sprite_frames`) may be given as its cell ids instead of the drawn
+        frame: the program then reads it as a lazy frame, with bit-identical results.
+        """
         self.traces += 1  # NOTE: runs at trace time only; under jit this counts compiles
         # NOTE: inputs become jax arrays first, so an eager call (numpy inputs) has jit's
         # semantics too: a computed index out of range is clamped, never an IndexError.
-        return jnp.asarray(self._run({k: jnp.asarray(v) for k, v in obs.items()}))
+        arrays = {k: jnp.asarray(v) for k, v in obs.items()}
+        for name, tables in self.sprite_frames.items():
+            v = arrays.get(name)
+            if v is not None and v.shape == tables.grid_shape:
+                # NOTE: shapes are static, so the lazy/drawn choice is made at trace time.
+                ids = v.astype(jnp.int32)
+                arrays[name] = lazy.LazyFrame(ids, tables) if self.lazy_reads else tables.draw(ids)
+        return jnp.asarray(self._run(arrays))
 
     def __call__(self, obs: Mapping[str, jax.Array]) -> jax.Array:
         """Same as `fn`."""
@@ -733,12 +769,32 @@ def _to_error(program: str, err: _Fail) -> DSLError:
     )
 
 
+def _sheet_tables(
+    sprite_frames: Mapping[str, lazy.SpriteSheet] | None, structs: Mapping[str, Any]
+) -> dict[str, lazy.SheetTables]:
+    """Per-input sprite tables, checked against the input spec (a frame of the sheet's shape)."""
+    out = {}
+    for name, sheet in (sprite_frames or {}).items():
+        if name not in structs:
+            continue  # a mode's sheets may name inputs this spec does not declare
+        tables = sheet if isinstance(sheet, lazy.SheetTables) else lazy.SheetTables(sheet)
+        want = tables.frame_shape
+        if tuple(structs[name].shape) != want or structs[name].dtype != np.uint8:
+            raise ValueError(
+                f"input {name!r} is declared {structs[name].shape} {structs[name].dtype}, but its "
+                f"sprite sheet draws uint8 frames of shape {want}"
+            )
+        out[name] = tables
+    return out
+
+
 def _compile(
     source: str,
     inputs: Mapping[str, Any],
     constants: Mapping[str, Any] | None,
     limits: Limits,
     label: str | None,
+    sprite_frames: Mapping[str, lazy.SpriteSheet] | None = None,
 ) -> tuple[CompiledProgram | None, list[DSLError]]:
     label = label or _program_label(source)
     module, errors = parse_source(source, label, limits)
@@ -792,9 +848,23 @@ def _compile(
             and n.value.id == "obs"
         }
     )
-    return CompiledProgram(
-        name, ast.get_docstring(fn_node) or "", source, tuple(used), out, run
-    ), []
+    prog = CompiledProgram(name, ast.get_docstring(fn_node) or "", source, tuple(used), out, run)
+    tables = _sheet_tables(sprite_frames, structs)
+    if tables:
+        # Trace the lazy path too: it must give the drawn path's output; if it cannot (a bug
+        # here, never a program error), the program draws the frame from the cell ids instead.
+        lazy_structs = dict(structs)
+        for k, t in tables.items():
+            lazy_structs[k] = jax.ShapeDtypeStruct(t.grid_shape, np.int32)
+        prog.sprite_frames = tables
+        try:
+            lazy_out = jax.eval_shape(prog.fn, lazy_structs)
+            ok = (lazy_out.shape, lazy_out.dtype) == (out.shape, out.dtype)
+        except Exception:  # NOTE: any failure only turns the lazy path off
+            ok = False
+        prog.traces = 0
+        prog.lazy_reads = ok
+    return prog, []
 
 
 def _last_return(fn_node: ast.FunctionDef) -> ast.AST:
@@ -809,9 +879,14 @@ def compile_program(
     limits: Limits = DEFAULT_LIMITS,
     *,
     label: str | None = None,
+    sprite_frames: Mapping[str, lazy.SpriteSheet] | None = None,
 ) -> CompiledProgram:
-    """Check and compile one program against an input spec; raises DSLCompileError if refused."""
-    prog, errors = _compile(source, inputs, constants, limits, label)
+    """Check and compile one program against an input spec; raises DSLCompileError if refused.
+
+    `sprite_frames` (input name -> sprite sheet, e.g. `task.sprite_frames(mode)`) lets the
+    program take those inputs as cell ids and answer vision primitives without drawing.
+    """
+    prog, errors = _compile(source, inputs, constants, limits, label, sprite_frames)
     if errors:
         raise DSLCompileError(errors)
     assert prog is not None

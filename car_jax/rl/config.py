@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from car_jax.errors import UserError
+from car_jax.rl.resets import default_pool_size
 
 
 class PPOHyper(flax.struct.PyTreeNode):
@@ -113,6 +114,11 @@ class PPOConfig:
     """GAE lambda."""
     bootstrap_truncation: bool = True
     """On truncation (time limit) bootstrap from the value of the final observation; never on termination."""
+    # --- auto-reset (see car_jax.rl.resets) ---
+    reset_mode: str = "pool"
+    """"pool": finished envs take states from a reset pool drawn once per rollout; "step": reset every env every step."""
+    reset_pool_size: int = 0
+    """Reset states per rollout (pool mode); 0 = max(num_envs, num_envs * num_steps // 16)."""
     # --- loss ---
     clip_eps: float = 0.2
     """PPO ratio clip (also the value clip when `clip_value`)."""
@@ -181,6 +187,15 @@ class PPOConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise UserError(f"PPOConfig.{name} must lie in [0, 1], got {value!r}")
+        if self.reset_mode not in ("pool", "step"):
+            raise UserError(
+                f"PPOConfig.reset_mode must be 'pool' or 'step', got {self.reset_mode!r}"
+            )
+        if not isinstance(self.reset_pool_size, int) or self.reset_pool_size < 0:
+            raise UserError(
+                f"PPOConfig.reset_pool_size must be an int >= 0 (0: automatic), got "
+                f"{self.reset_pool_size!r}"
+            )
         if self.lr <= 0:
             raise UserError(f"PPOConfig.lr must be > 0, got {self.lr!r}")
         if self.activation not in ("tanh", "relu", "gelu"):
@@ -200,6 +215,11 @@ class PPOConfig:
     def minibatch_size(self) -> int:
         """Transitions per minibatch."""
         return self.batch_size // self.num_minibatches
+
+    @property
+    def pool_size(self) -> int:
+        """Reset-pool entries per rollout: `reset_pool_size`, or one per 16 env steps (>= num_envs)."""
+        return self.reset_pool_size or default_pool_size(self.num_envs, self.num_steps)
 
     @property
     def num_updates(self) -> int:

@@ -24,7 +24,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from car_jax.errors import UserError
-from car_jax.rl import losses, networks
+from car_jax.rl import losses, networks, resets
 from car_jax.rl.config import PPOConfig, PPOHyper
 from car_jax.rl.evaluate import Evaluator
 
@@ -251,7 +251,7 @@ class PPOTrainer:
 
         # COLLECT TRAJECTORIES
         def env_step(carry, _):
-            env_state, obs, episode, key = carry
+            env_state, obs, episode, key, pool = carry
             key, k_act, k_step, k_reset = jax.random.split(key, 4)
             pi, value = self._apply(runner.params, obs)
             action = networks.sample_action(self.action_kind, pi, k_act)
@@ -265,11 +265,14 @@ class PPOTrainer:
             if self._success_from_env:
                 info = {**info, "success": jax.vmap(env.success)(next_state)}
 
-            # Auto-reset finished envs (the transition keeps the pre-reset observation).
-            reset_keys = jax.random.split(k_reset, cfg.num_envs)
-            reset_obs, reset_state = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, env.params)
-            env_state = jax.tree.map(lambda r, s: _where_env(done, r, s), reset_state, next_state)
-            new_obs = _where_env(done, reset_obs, next_obs)
+            # Auto-reset finished envs (the transition keeps the pre-reset observation): from the
+            # chunk's reset pool, or (reset_mode="step") a fresh reset of every env every step.
+            if pool is None:
+                new_obs, env_state = resets.reset_every_step(
+                    env, k_reset, done, next_obs, next_state
+                )
+            else:
+                new_obs, env_state, pool = resets.take_resets(pool, done, next_obs, next_state)
 
             ep_return = episode.returns + reward
             ep_length = episode.lengths + 1
@@ -290,12 +293,16 @@ class PPOTrainer:
                 info={k: info[k] for k in self._info_keys},
             )
             env_state, new_obs, episode = self._shard((env_state, new_obs, episode))
-            return (env_state, new_obs, episode, key), transition
+            return (env_state, new_obs, episode, key, pool), transition
 
         key, k_roll = jax.random.split(runner.key)
-        (env_state, obs, episode, _), traj = jax.lax.scan(
+        pool = None
+        if cfg.reset_mode == "pool":  # NOTE: static: drawn once per rollout, outside the scan
+            k_roll, k_pool = jax.random.split(k_roll)
+            pool = resets.draw_reset_pool(env, k_pool, cfg.pool_size)
+        (env_state, obs, episode, _, pool), traj = jax.lax.scan(
             env_step,
-            (runner.env_state, runner.obs, runner.episode, k_roll),
+            (runner.env_state, runner.obs, runner.episode, k_roll, pool),
             None,
             length=cfg.num_steps,
         )
@@ -387,6 +394,8 @@ class PPOTrainer:
         )
         metrics = {k: v.mean() for k, v in parts.items()}
         metrics.update(self._episode_metrics(traj))
+        if pool is not None:
+            metrics["reset_pool_shared"] = resets.shared_resets(pool).astype(jnp.float32)
         metrics["lr"] = lr
         metrics["update"] = runner.update
         metrics["env_steps"] = runner.update.astype(jnp.float32) * cfg.batch_size
@@ -493,11 +502,6 @@ class PPOTrainer:
         runner = self.init(key, hyper)
         runner, metrics = self.run(runner, self.config.num_updates)
         return TrainOutput(params=runner.params, metrics=metrics)
-
-
-def _where_env(done: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
-    """Per-env select: rows of `a` where `done`, else rows of `b` (done: [N], leaves [N, ...])."""
-    return jnp.where(done.reshape(done.shape + (1,) * (b.ndim - 1)), a, b)
 
 
 def make_train(

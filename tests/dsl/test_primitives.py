@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 from dsl_helpers import CONSTANTS, INPUTS
+from scipy import ndimage
 
 from car_jax.dsl import REGISTRY, compile_program, primitive, reference_markdown
 from car_jax.dsl.registry import CATEGORIES
@@ -24,6 +25,23 @@ def rows(batch):
 
 def np_mask(frame, rgb, tol):
     return np.max(np.abs(frame.astype(int) - np.array(rgb)), -1) <= tol
+
+
+def np_blobs(mask, k):
+    """Blob sizes and centroids (4-connected, ordered by first pixel), padded to k."""
+    labels, n = ndimage.label(mask)  # raster-scan labelling: blob i has the i-th first pixel
+    sizes = np.zeros(k, int)
+    cents = np.full((k, 2), -1.0)
+    for i in range(min(n, k)):
+        px = np.argwhere(labels == i + 1)
+        sizes[i], cents[i] = len(px), px.mean(0)
+    return n, sizes, cents
+
+
+def np_cell(mask, px, min_pixels):
+    h, w = mask.shape
+    counts = mask.reshape(h // px, px, w // px, px).sum((1, 3))
+    return np_first(counts >= min_pixels)
 
 
 def np_first(mask):
@@ -71,6 +89,21 @@ CASES = {
             ]
         )
         @ (1000, 100, 10, 1)
+    ),
+    "blob_count(colour_mask(obs.frame, RED_RGB))": lambda o: np_blobs(
+        np_mask(o["frame"], (255, 0, 0), 0), 1
+    )[0],
+    "sum(blob_sizes(colour_mask(obs.frame, RED_RGB), 3) * (10000, 100, 1))": lambda o: (
+        np_blobs(np_mask(o["frame"], (255, 0, 0), 0), 3)[1] @ (10000, 100, 1)
+    ),
+    "sum(blob_centroids(colour_mask(obs.frame, RED_RGB), 3) * ((100, 10), (1, 0.1), (0.01, 0.001)))": lambda o: (
+        (
+            np_blobs(np_mask(o["frame"], (255, 0, 0), 0), 3)[2]
+            * ((100, 10), (1, 0.1), (0.01, 0.001))
+        ).sum()
+    ),
+    "sum(colour_cell(obs.frame, RED_RGB, 2, 0, 2) * (10, 1))": lambda o: (
+        np_cell(np_mask(o["frame"], (255, 0, 0), 0), 2, 2) @ (10, 1)
     ),
     "clip(obs.vel[0], -0.5, 0.5)": lambda o: np.clip(o["vel"][0], -0.5, 0.5),
     "between(obs.vel[1], -0.5, 0.5)": lambda o: -0.5 <= o["vel"][1] <= 0.5,
