@@ -94,7 +94,7 @@ def test_console_entry_point_runs():
 def test_every_error_code_is_documented():
     from car_jax.dsl import CODES
 
-    doc = (ROOT / "README.md").read_text()
+    doc = (ROOT / "docs" / "dsl.md").read_text()
     missing = [code for code in CODES if f"`{code}`" not in doc]
     assert not missing, f"undocumented error codes: {missing}"
 
