@@ -31,7 +31,9 @@ SLOW = {
     "MiniGrid-Empty-8x8.pixels",
     "MiniGrid-Unlock.pixels",
     "MiniGrid-UnlockPickUp.state",
+    "MiniGrid-UnlockPickUp.pixels",
     "MiniGrid-BlockedUnlockPickUp.state",
+    "MiniGrid-BlockedUnlockPickUp.pixels",
     "reacher.state",
 }
 

@@ -121,9 +121,11 @@ def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> d
     plot_curves_of(results, run_dir / "learning_curve.png", title)
     for reward, s in summary.items():
         per_seed = " ".join(f"{x:.0%}" for x in s["final_success_per_seed"])
+        stochastic = s.get("final_eval_stochastic_success")
+        sampled = "" if stochastic is None else f", stochastic policy {stochastic:.0%}"
         print(
             f"  {reward:>6}: greedy eval success {s['final_success']:.0%} (IQM; per seed "
-            f"{per_seed}), {s['env_steps_per_second'] or 0:,.0f} env-steps/s, compile "
+            f"{per_seed}){sampled}, {s['env_steps_per_second'] or 0:,.0f} env-steps/s, compile "
             f"{s['compile_seconds']:.1f} s, train {s['train_seconds']:.1f} s"
         )
     compile_s = sum(r.compile_seconds for r in results.values())

@@ -272,7 +272,7 @@ def test_wording_of_statement_kinds_and_step_counts():
         with pytest.raises(Exception, match=words):
             RewardSpec.from_source(f'"""t"""\n\n{body}\n\ndef a(obs):\n    return 1\n')
     sv = SimpleNamespace(expert_rate=1.0, random_rate=0.5, start_rate=0.0, order_rate=1.0,
-                         random_window=1, reasons=[])  # fmt: skip
-    _judge(sv, 0, _spec("a"), Criteria())
+                         random_window=1, tie_rate=0.0, nan_runs=0, reasons=[])  # fmt: skip
+    _judge(sv, 0, _spec("a"), Criteria(), 8)
     text = " ".join(sv.reasons)
     assert "within 1 step (" in text and "1 steps" not in text
