@@ -153,3 +153,38 @@ def test_bad_names_and_weights_are_refused():
         train_specs(CONFIG, env, ["a"], SEEDS, "/nonexistent", progress=False)
     with pytest.raises(UserError, match="code weights"):
         MultiCodeReward(Walk(), [_spec((5,))], code_weights=[1.0, 0.0])
+
+
+REF = "prompts/reference/MiniGrid-DoorKey-5x5.state.py"
+
+
+def test_train_cli_names_specs_by_file_and_refuses_sparse_only(tmp_path, capsys):
+    from car_jax.cli import main
+    from car_jax.commands.train import spec_names
+
+    assert spec_names(["a/ref.py", "b/ref.py", "c/other.py"]) == ["ref-0", "ref-1", "other"]
+    code = main(["train", "MiniGrid-DoorKey-5x5", "--spec", REF, "--spec", REF,
+                 "--reward", "sparse", "--out", str(tmp_path / "x")])  # fmt: skip
+    assert code == 2
+    assert "--reward sparse trains no spec" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_cli_two_specs_and_the_sparse_baseline_in_one_run(tmp_path):
+    from car_jax.cli import main
+
+    no_key = tmp_path / "no_key.py"
+    src = RewardSpec.load(REF)
+    RewardSpec(src.task, src.programs[1:]).save(no_key)
+    out = tmp_path / "run"
+    code = main(["train", "MiniGrid-DoorKey-5x5", "--spec", REF, "--spec", str(no_key),
+                 "--steps", "4096", "--num-envs", "16", "--seeds", "2", "--eval-episodes", "4",
+                 "--no-progress", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    names = ["MiniGrid-DoorKey-5x5.state", "no_key", "sparse"]
+    assert [n for n in summary if n != "all specs"] == names
+    assert len(summary["no_key"]["final_subtask_rates"]) == 2
+    assert len(summary["sparse"]["final_subtask_rates"]) == 3
+    assert json.loads((out / "sparse" / "run.json").read_text())["code_weight"] == 0.0
+    assert (out / "comparison.png").is_file()
