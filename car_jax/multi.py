@@ -337,7 +337,12 @@ def train_specs(
     metas = []
     for i, d in enumerate(dirs):
         d.mkdir(parents=True, exist_ok=True)
-        (d / "spec.py").write_text(env.specs[i].spec.to_source())
+        source, old = env.specs[i].spec.to_source(), d / "spec.py"
+        if resume and old.is_file() and old.read_text() != source:
+            raise UserError(
+                f"cannot resume {d}: its spec.py differs from the spec {names[i]!r} given now"
+            )
+        old.write_text(source)
         metas.append({**base_meta, "spec": names[i], "subtasks": list(subtask_names[i]),
                       "code_weight": float(env.code_weights[i])})  # fmt: skip
     managers = [checkpoints.open_manager((d / "checkpoints").absolute()) for d in dirs]

@@ -138,6 +138,10 @@ def test_resume_is_refused_without_flag_and_continues_with_it(together):
         train_specs(CONFIG, env, list(THRESHOLDS), SEEDS, result.out_dir, progress=False)
     again = train_specs(CONFIG, env, list(THRESHOLDS), SEEDS, result.out_dir, progress=False,
                         resume=True, chunk_updates=3)  # fmt: skip
+    swapped = MultiCodeReward(Walk(), [env.specs[1], env.specs[0], env.specs[2]])
+    with pytest.raises(UserError, match="spec.py differs from the spec 'one'"):
+        train_specs(CONFIG, swapped, list(THRESHOLDS), SEEDS, result.out_dir, progress=False,
+                    resume=True)  # fmt: skip
     for name in THRESHOLDS:
         np.testing.assert_array_equal(
             again.results[name].metrics["eval_greedy_success"],
