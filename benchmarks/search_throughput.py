@@ -7,7 +7,7 @@ evaluation off so only training is timed):
 - "K specs": `car_jax.multi.MultiCodeReward` over K different DoorKey specs (the reference and
   the shipped search candidates, cycled), K * S units (one network each) of E envs;
 so both train on S * K * E envs. Steady-state env steps/s (median over repeats, after a warm-up
-call) and compile time apart; then the compile time of the K-spec program for K = 1, 2, 4, ...
+call; the two programs' calls alternate) and compile time apart; then the compile time of the K-spec program for K = 1, 2, 4, ...
 
     .venv/bin/python benchmarks/search_throughput.py --specs 8 --seeds 2 --envs-per-unit 32
 Writes benchmarks/results/search_throughput.json (or --out).
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,6 @@ from _bench_util import (  # noqa: E402
     fmt_rate,
     machine,
     rate_stats,
-    time_repeats,
     write_json,
 )
 
@@ -60,14 +60,8 @@ def spec_pool(task: Any, task_id: str) -> list[Any]:
     return [compile_spec(s, task.inputs("state"), task.constants("state")) for s in specs]
 
 
-def _timed(run_once, repeats: int) -> dict[str, float]:
-    return time_repeats(run_once, repeats, warmup=1)
-
-
-def measure_one_spec(task, compiled, config, seeds: int, updates: int, repeats: int) -> dict:
-    """One spec (CodeReward), `seeds` seeds of config.num_envs envs: rate and compile time."""
-    import time
-
+def prepare_one_spec(task, compiled, config, seeds: int, updates: int):
+    """One spec (CodeReward), `seeds` seeds of config.num_envs envs: (call, work, compile s)."""
     from car_jax.reward import CodeReward
     from car_jax.rl.ppo import PPOTrainer
 
@@ -82,15 +76,11 @@ def measure_one_spec(task, compiled, config, seeds: int, updates: int, repeats: 
         state["runner"], metrics = fn(state["runner"], jnp.int32(0))
         return metrics
 
-    out = rate_stats(seeds * updates * config.batch_size, _timed(once, repeats))
-    out.update(compile_s=compile_s, units=seeds, envs_per_unit=config.num_envs)
-    return out
+    return once, seeds * updates * config.batch_size, compile_s
 
 
 def compile_multi(task, pool, k: int, config, seeds: int, updates: int):
-    """The K-spec program: (compiled fn, runner, spec index, compile seconds)."""
-    import time
-
+    """The K-spec program: (compiled fn, runner, spec index, compile seconds, units)."""
     from car_jax.multi import MultiCodeReward, MultiSpecTrainer
 
     env = MultiCodeReward(task, [pool[i % len(pool)] for i in range(k)])
@@ -104,8 +94,8 @@ def compile_multi(task, pool, k: int, config, seeds: int, updates: int):
     return fn, runner, specs, time.perf_counter() - t0, units
 
 
-def measure_multi(task, pool, k: int, config, seeds: int, updates: int, repeats: int) -> dict:
-    """K specs x `seeds` seeds of config.num_envs envs each: rate and compile time."""
+def prepare_multi(task, pool, k: int, config, seeds: int, updates: int):
+    """K specs x `seeds` seeds of config.num_envs envs each: (call, work, compile s)."""
     fn, runner, specs, compile_s, units = compile_multi(task, pool, k, config, seeds, updates)
     state = {"runner": runner}
 
@@ -113,9 +103,22 @@ def measure_multi(task, pool, k: int, config, seeds: int, updates: int, repeats:
         state["runner"], metrics = fn(state["runner"], specs, jnp.int32(0))
         return metrics
 
-    out = rate_stats(units * updates * config.batch_size, _timed(once, repeats))
-    out.update(compile_s=compile_s, units=units, envs_per_unit=config.num_envs, specs=k)
-    return out
+    return once, units * updates * config.batch_size, compile_s
+
+
+def interleaved(calls: dict[str, Any], repeats: int) -> dict[str, list[float]]:
+    """Wall seconds of each call, alternating them (order reversed every repeat) after a warm-up
+    of each, so a change in the machine's load hits both alike."""
+    names = list(calls)
+    for name in names:
+        block(calls[name]())
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            block(calls[name]())
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,10 +149,17 @@ def main(argv: list[str] | None = None) -> int:
                             total_timesteps=num_envs * base.num_steps * args.updates)  # fmt: skip
 
     print(f"{args.env}: {k} specs x {s} seeds x {e} envs vs 1 spec x {s} seeds x {k * e} envs")
-    one = measure_one_spec(task, pool[0], config(k * e), s, args.updates, args.repeats)
-    print(f"  1 spec : {fmt_rate(one['median']):>8} env-steps/s  compile {one['compile_s']:.1f} s")
-    many = measure_multi(task, pool, k, config(e), s, args.updates, args.repeats)
+    one_call, one_work, one_compile = prepare_one_spec(
+        task, pool[0], config(k * e), s, args.updates
+    )
+    many_call, many_work, many_compile = prepare_multi(task, pool, k, config(e), s, args.updates)
+    times = interleaved({"one": one_call, "many": many_call}, args.repeats)
+    one = rate_stats(one_work, times["one"])
+    one.update(compile_s=one_compile, units=s, envs_per_unit=k * e)
+    many = rate_stats(many_work, times["many"])
+    many.update(compile_s=many_compile, units=k * s, envs_per_unit=e, specs=k)
     ratio = many["median"] / one["median"]
+    print(f"  1 spec : {fmt_rate(one['median']):>8} env-steps/s  compile {one['compile_s']:.1f} s")
     print(
         f"  {k} specs: {fmt_rate(many['median']):>8} env-steps/s  compile "
         f"{many['compile_s']:.1f} s  ratio {ratio:.2f} (target >= 0.8)"
