@@ -7,7 +7,7 @@ one. Each answer is `{"candidates": [{"task", "idea", "programs": [...]}, ...]}`
 `CANDIDATES_SCHEMA`, K = its `maxItems`). Candidates that do not parse, compile or verify (held-out
 verdict, `Verifier.final`) are left out with their reason; the others are trained together with
 `car_jax.multi.train_specs` and ranked by final greedy eval success (IQM over seeds), ties broken
-by fewer env steps to sustained 90%.
+by fewer env steps to sustained 90% (then by the sampling policy's success).
 
 Run directory: the conversation (`NN-search/`, `NN-reflect/`: prompt, answer, request record;
 `conversation.md`), `iter<r>/candidates/<name>/` (spec.py, verdict, problems), `iter<r>/train/`
@@ -94,11 +94,12 @@ class Candidate:
     final_subtask_rates: dict[str, float] | None = None  # greedy eval, last evaluation
     train_subtask_rates: dict[str, float] | None = None  # training episodes, whole run
 
-    def rank_key(self) -> tuple[float, float]:
-        """Sort key: higher success first, then fewer steps to 90% (never: last)."""
+    def rank_key(self) -> tuple[float, float, float]:
+        """Sort key: higher greedy success first, then fewer steps to 90% (never: last), then
+        higher sampling-policy success (tells apart candidates whose greedy policies all fail)."""
         steps = self.steps_to_90pct
         steps = math.inf if steps is None or steps != steps else steps
-        return (-(self.final_success or 0.0), steps)
+        return (-(self.final_success or 0.0), steps, -(self.final_stochastic_success or 0.0))
 
 
 def parse_candidates(text: str, cut_off: str, k: int) -> list[tuple[str, Any, list[str]]]:
@@ -415,7 +416,7 @@ def leaderboard_markdown(result: SearchResult, task_id: str) -> str:
         f"# Reward search: {task_id}",
         "",
         "Ranked by final greedy eval success (IQM over seeds, 95% CI), ties by fewer env steps to "
-        "sustained 90%.",
+        "sustained 90%, then by the sampling policy's success.",
         "",
         "| rank | candidate | idea | sub-tasks | greedy success [95% CI] | steps to 90% | verdict |",
         "|---|---|---|---|---|---|---|",
