@@ -201,3 +201,22 @@ def test_replay_serves_k_candidates_from_the_shipped_doorkey_script():
                      mode="state", step="search", round=1)  # fmt: skip
     only = json.loads(backend.complete(req).text)["candidates"]
     assert len(only) == 1 and only[0]["programs"][-1]["name"] == "reached_goal"
+
+
+@pytest.mark.slow
+def test_search_cli_offline_doorkey(tmp_path, capsys):
+    """`car-jax search` end to end with the shipped replay script, at a tiny budget."""
+    from car_jax.cli import main
+
+    out = tmp_path / "run"
+    argv = ["search", "MiniGrid-DoorKey-8x8", "--candidates", "4", "--iterations", "1",
+            "--steps", "4096", "--num-envs", "16", "--seeds", "1", "--eval-episodes", "4",
+            "-n", "8", "--no-progress", "--no-cache", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert [c["status"] for c in board].count("trained") == 3
+    left_out = [c for c in board if c["status"] == "rejected"]
+    assert [c["name"] for c in left_out] == ["i1c4"] and "verification" in left_out[0]["reason"]
+    assert (out / "iter1" / "train" / "comparison.png").is_file()
+    assert (out / "best_spec.py").is_file()
+    assert "| 1 | i1c" in capsys.readouterr().out

@@ -88,8 +88,9 @@ def together(tmp_path_factory):
 def test_each_spec_trained_together_matches_training_it_alone(together, tmp_path):
     env, result = together
     assert env.subtask_counts == (1, 3, 2) and env.num_subtasks == 3
-    # "one" has 1 sub-task, padded to 3 inside the shared program.
-    for name in ("one",):
+    # "two" is spec index 2 (a wrong index would train spec 0's reward) with 2 sub-tasks,
+    # padded to 3 inside the shared program.
+    for name in ("two",):
         alone_env = CodeReward(Walk(), _spec(THRESHOLDS[name]))
         alone = train_run(CONFIG, alone_env, SEEDS, tmp_path / name, progress=False,
                           chunk_updates=3)  # fmt: skip
@@ -132,6 +133,7 @@ def test_run_folder_per_spec_with_comparison(together):
     assert summary["all specs"]["env_steps"] == 3 * len(SEEDS) * CONFIG.num_updates * 64
 
 
+@pytest.mark.slow
 def test_resume_is_refused_without_flag_and_continues_with_it(together):
     env, result = together
     with pytest.raises(UserError, match="already holds a training run"):
