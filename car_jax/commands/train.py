@@ -20,7 +20,9 @@ LONG_RUN_SECONDS = 300.0
 
 def add_arguments(p) -> None:
     p.add_argument("task", metavar="ID", help="task id (see `car-jax envs`)")
-    p.add_argument("--spec", required=True, help="reward spec file (DSL source)")
+    p.add_argument("--spec", required=True, action="append",
+                   help="reward spec file (DSL source); repeat it to train several specs side by "
+                   "side in one compiled program (see docs/search.md)")  # fmt: skip
     p.add_argument("--mode", default=None, help="program input mode (default: the task's first)")
     p.add_argument("--out", default=None, help="run directory (default runs/train-<ID>-<time>)")
     add_training_arguments(p)
@@ -54,7 +56,9 @@ def add_training_arguments(p) -> None:
 def run(args) -> int:
     task = load_task(args.task)
     mode = resolve_mode(task, args.mode)
-    compiled = compile_for(load_spec(args.spec), task, mode)
+    if len(args.spec) > 1:
+        return run_several(args, task, mode)
+    compiled = compile_for(load_spec(args.spec[0]), task, mode)
     run_dir = out_dir(args, f"train-{task.id}")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "spec.py").write_text(compiled.spec.to_source())
@@ -132,3 +136,59 @@ def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> d
     train_s = sum(r.train_seconds for r in results.values())
     return {"results": results, "summary": summary, "config": config,
             "compile_seconds": compile_s, "train_seconds": train_s, "wall_seconds": wall}  # fmt: skip
+
+
+def spec_names(paths: list[str]) -> list[str]:
+    """Run-folder names of spec files: their stems, numbered where two stems are the same."""
+    stems = [Path(p).name.removesuffix(".py") for p in paths]
+    return [s if stems.count(s) == 1 else f"{s}-{i}" for i, s in enumerate(stems)]
+
+
+def run_several(args, task, mode) -> int:
+    """`car-jax train ID --spec A --spec B ...`: every spec x seed in one compiled program."""
+    names = spec_names(args.spec)
+    compiled = [compile_for(load_spec(p), task, mode) for p in args.spec]
+    if args.reward == "sparse":
+        raise UserError("--reward sparse trains no spec; with several --spec use car or both")
+    if args.reward == "both":  # the sparse baseline: the first spec's sub-tasks, logged only
+        if "sparse" in names:
+            raise UserError("a spec file is named sparse.py; rename it or pass --reward car")
+        names, compiled = [*names, "sparse"], [*compiled, compiled[0]]
+    run_dir = out_dir(args, f"train-{task.id}")
+    train_several_and_report(args, task, mode, compiled, names, run_dir,
+                             f"{task.id} ({mode} mode): {len(names)} rewards side by side")  # fmt: skip
+    print(f"wrote {run_dir}")
+    return 0
+
+
+def train_several_and_report(args, task, mode, compiled, names, run_dir: Path, title: str) -> dict:
+    """Train several compiled specs in one program (a spec named "sparse" pays no code reward),
+    then write per-spec logs, summary.json, comparison.md and comparison.png in `run_dir`."""
+    from car_jax.multi import MultiCodeReward, train_specs, write_comparison
+
+    config = training_config(args, task)
+    weights = [0.0 if n == "sparse" else 1.0 for n in names]
+    print(
+        f"training {len(names)} rewards ({', '.join(names)}) on {task.id} ({mode} mode) in one "
+        f"program: {args.seeds} seed(s) each x {config.num_updates * config.batch_size:,} env "
+        f"steps, {config.num_envs} envs each; evaluation every {config.eval_interval} updates on "
+        f"{config.eval_episodes} fresh episodes per policy"
+    )
+    warn_if_long(task, config, args.seeds, len(names))
+    env = MultiCodeReward(task, compiled, mode, bonus=args.bonus, code_weights=weights,
+                          shaping=args.shaping, progress_obs=args.progress_obs)  # fmt: skip
+    result = train_specs(config, env, names, args.seeds, run_dir, resume=args.resume,
+                         progress=not args.no_progress)  # fmt: skip
+    summary = write_comparison(result, title)
+    for name in names:
+        s = summary[name]
+        per_seed = " ".join(f"{x:.0%}" for x in s["final_success_per_seed"])
+        print(
+            f"  {name:>12}: greedy eval success {s['final_success']:.0%} (IQM; per seed {per_seed})"
+        )
+    total = summary["all specs"]
+    print(
+        f"  one program: compile {total['compile_seconds']:.1f} s, train "
+        f"{total['train_seconds']:.1f} s, {total['env_steps_per_second'] or 0:,.0f} env-steps/s"
+    )
+    return {"result": result, "summary": summary, "config": config}

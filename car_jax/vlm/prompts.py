@@ -20,7 +20,7 @@ from typing import Any
 from car_jax.errors import UserError
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
-TEMPLATES = ("describe", "program", "feedback")
+TEMPLATES = ("describe", "program", "feedback", "search", "reflect")
 
 # What each template may use; see prompts/README.md for their meaning.
 PLACEHOLDERS: dict[str, tuple[str, ...]] = {
@@ -36,6 +36,17 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
         "answer_schema",
     ),
     "feedback": ("round", "rounds_left", "problems", "answer_schema"),
+    # car-jax search (car_jax/search.py): K candidate specs per request, then reflection.
+    "search": (
+        "candidates",
+        "environment",
+        "mode",
+        "inputs",
+        "constants",
+        "dsl_reference",
+        "answer_schema",
+    ),  # fmt: skip
+    "reflect": ("iteration", "iterations_left", "summary", "candidates", "answer_schema"),
 }
 
 _SNAKE = re.compile(r"^[a-z_][a-z0-9_]*$")

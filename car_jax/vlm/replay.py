@@ -11,6 +11,10 @@ Two kinds of source, searched in order (user folders first, then `prompts/refere
   `round<k>.json` with k <= n. Each file is `{"label": "...", "answer": <JSON object or raw
   text>}`, optionally with `"finish"` (e.g. "MAX_TOKENS") and `"blocked"` (a block reason);
   raw text is replayed verbatim, so a script can hold broken answers too.
+- for `car-jax search` (steps "search" and "reflect"), `<dir>/<TaskId>.<mode>/candidates<k>.json`:
+  iteration n uses the highest k <= n; the answer holds `{"candidates": [...]}` and the first K
+  (the request schema's `maxItems`) are served. Without one, the reference spec is the only
+  candidate.
 """
 
 from __future__ import annotations
@@ -121,9 +125,44 @@ class ReplayBackend:
         text = answer if isinstance(answer, str) else json.dumps(answer, indent=2)
         return Answer(text, str(entry.get("finish", "STOP")), str(entry.get("blocked", "")))
 
+    def _candidates_answer(self, script: Path | None, request: VLMRequest) -> Answer:
+        """A search/reflect answer: the first K candidates of `candidates<k>.json`."""
+        files = sorted(
+            (int(m.group(1)), p)
+            for p in (script.glob("candidates*.json") if script is not None else ())
+            if (m := re.fullmatch(r"candidates(\d+)\.json", p.name))
+        )
+        usable = [p for k, p in files if k <= max(request.round, 1)]
+        k = (request.schema or {}).get("properties", {}).get("candidates", {}).get("maxItems")
+        if not usable:  # the reference spec, as the one candidate
+            programs = json.loads(self._reference_answer(request))
+            answer = {"candidates": [{"task": "", "idea": "the reference spec", **programs}]}
+            return Answer(json.dumps(answer, indent=2), "STOP")
+        entry = self._script_answer_file(usable[-1])
+        answer = entry["answer"]
+        if isinstance(answer, dict) and isinstance(answer.get("candidates"), list) and k:
+            answer = {**answer, "candidates": answer["candidates"][: int(k)]}
+        text = answer if isinstance(answer, str) else json.dumps(answer, indent=2)
+        return Answer(text, str(entry.get("finish", "STOP")), str(entry.get("blocked", "")))
+
+    def _script_answer_file(self, path: Path) -> dict:
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"replay: cannot read script file {str(path)!r}: {err}") from None
+        if not isinstance(entry, dict) or "answer" not in entry:
+            raise UserError(
+                f'replay: script file {str(path)!r} must be {{"label": ..., "answer": ...}}'
+            )
+        self.last_label = str(entry.get("label") or f"replay script {path}")
+        self.last_file = str(path)
+        return entry
+
     def complete(self, request: VLMRequest) -> Answer:
         """The stored answer for (task, mode, step, round)."""
         script = self._script_dir(request.task_id, request.mode)
+        if request.step in ("search", "reflect"):
+            return self._candidates_answer(script, request)
         if script is not None:
             answer = self._script_answer(script, request)
             if answer is not None:

@@ -1,0 +1,32 @@
+"""benchmarks/search_throughput.py runs end to end at a tiny size and writes valid JSON (slow:
+two PPO compiles on MiniGrid; no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("minigrid")
+
+
+@pytest.mark.slow
+def test_search_throughput_tiny_writes_json(tmp_path):
+    from benchmarks import search_throughput
+
+    out = tmp_path / "st.json"
+    argv = ["--specs", "2", "--seeds", "1", "--envs-per-unit", "4", "--updates", "1",
+            "--repeats", "1", "--compile-ks", "--out", str(out)]  # fmt: skip
+    assert search_throughput.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["total_envs"] == 8 and data["k_specs"]["units"] == 2
+    assert data["one_spec"]["envs_per_unit"] == 8 and data["k_specs"]["envs_per_unit"] == 4
+    assert data["spec_subtask_counts"] == [3, 2]  # the reference, then the no-key candidate
+    assert data["distinct_specs"] == 2
+    for row in (data["one_spec"], data["k_specs"]):
+        assert math.isfinite(row["median"]) and row["median"] > 0 and row["compile_s"] > 0
+    assert data["ratio_k_specs_to_one_spec"] == pytest.approx(
+        data["k_specs"]["median"] / data["one_spec"]["median"]
+    )
+    assert "busy" in data["note"] and set(data["compile_seconds_by_k"]) == {"2"}
