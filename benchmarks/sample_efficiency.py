@@ -76,9 +76,20 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS / "sample_efficiency.json"))
     p.add_argument("--note", default="", help="free text stored in the JSON (e.g. machine load)")
     p.add_argument("--render", metavar="JSON", help="print the markdown table of a saved run")
+    p.add_argument(
+        "--merge", nargs="+", metavar="JSON",
+        help="combine saved runs into --out (per task, the later file wins; each task keeps the "
+        "command and settings that measured it); trains nothing",
+    )  # fmt: skip
     args = p.parse_args()
     if args.render:
         print(render_markdown(json.loads(Path(args.render).read_text())))
+        return
+    if args.merge:
+        merged = merge_runs([json.loads(Path(f).read_text()) for f in args.merge], args.note)
+        write_json(Path(args.out), json_safe(merged))
+        print(render_markdown(merged))
+        print(f"wrote {args.out} ({len(merged['tasks'])} tasks from {len(args.merge)} runs)")
         return
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="car-jax-sample-eff-"))
@@ -114,6 +125,12 @@ def main() -> None:
             "eval_interval_updates": config.eval_interval,
             "eval_episodes_per_policy": config.eval_episodes,
             "spec": spec_path.name,
+            "seeds": args.seeds,
+            "shaping": args.shaping,
+            "bonus": args.bonus,
+            "progress_obs": args.progress_obs,
+            "ent_coef": config.ent_coef,
+            "command": command(__file__),
             "wall_seconds": time.perf_counter() - t0,
             "plot": png.name,
             **summary,
@@ -148,6 +165,39 @@ def main() -> None:
         write_json(out_json, json_safe(payload))  # after every task: nothing lost on a crash
         print(_row(task_id, per_task[task_id], key), flush=True)
     print(f"wrote {out_json} ({', '.join(LABELS.values())})")
+
+
+# Settings a merged file keeps per task (they may differ between the runs merged).
+PER_TASK = ("seeds", "mode", "shaping", "bonus", "progress_obs")
+
+
+def merge_runs(runs: list[dict], note: str = "") -> dict:
+    """One payload from several saved runs: every task with the settings and command of its run."""
+    if not runs:
+        raise SystemExit("--merge needs at least one JSON file")
+    tasks: dict[str, dict] = {}
+    not_run: list[str] = []
+    for run in runs:
+        if run.get("benchmark") != "sample_efficiency":
+            raise SystemExit(f"--merge: not a sample_efficiency result: {run.get('benchmark')!r}")
+        for task_id, t in run["tasks"].items():
+            filled = {k: run[k] for k in PER_TASK if k in run}
+            filled.update(t)
+            filled.setdefault("command", run.get("command"))
+            filled.setdefault("machine", run.get("machine"))
+            filled.setdefault("note", run.get("note"))
+            tasks[task_id] = filled
+        not_run += run.get("not_run", [])
+    first = runs[-1]
+    return {
+        **{k: first[k] for k in ("benchmark", "protocol", "threshold", "rewards") if k in first},
+        "protocol_settings": "seeds, mode, shaping, bonus, progress_obs, env counts and the "
+        "command are per task (tasks[<id>]), as each was measured",
+        "tasks": tasks,
+        "not_run": sorted(set(not_run) - set(tasks)),
+        "note": note or "merged from separate runs; each task's own note and machine apply",
+        "merged_from": len(runs),
+    }
 
 
 def _steps(x) -> str:

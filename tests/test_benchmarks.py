@@ -80,3 +80,51 @@ def test_python_checks_match_farama_episode():
         if (c := env.unwrapped.grid.get(x, y)) and c.type == "goal"
     )[0]
     assert farama_baseline.PY_CHECKS[2](env.unwrapped)
+
+
+def test_sample_efficiency_merge_keeps_each_tasks_settings():
+    from benchmarks.sample_efficiency import merge_runs, render_markdown
+
+    def run(task_id, progress_obs, final):
+        side = {
+            "seeds": [0, 1],
+            "final_success": final,
+            "final_success_ci95": [final, final],
+            "steps_to_90pct": None,
+            "seeds_reaching_90pct": 0,
+        }
+        return {
+            "benchmark": "sample_efficiency",
+            "protocol": "p",
+            "threshold": 0.9,
+            "seeds": 2,
+            "progress_obs": progress_obs,
+            "rewards": ["car", "sparse"],
+            "command": f"run {task_id}",
+            "not_run": ["Acrobot-v1", task_id],
+            "tasks": {
+                task_id: {
+                    "budget_per_seed": 1e6,
+                    "num_envs": 8,
+                    "num_steps": 4,
+                    "updates": 3,
+                    "car": side,
+                    "sparse": dict(side, final_success=0.0),
+                }  # fmt: skip
+            },
+        }
+
+    old = run("A", False, 0.25)
+    merged = merge_runs([old, run("B", True, 1.0), run("A", False, 0.75)])
+    assert sorted(merged["tasks"]) == ["A", "B"]
+    assert merged["tasks"]["A"]["car"]["final_success"] == 0.75  # the later run wins
+    assert (
+        merged["tasks"]["B"]["progress_obs"] is True
+        and merged["tasks"]["A"]["progress_obs"] is False
+    )
+    assert merged["tasks"]["B"]["command"] == "run B"
+    assert merged["not_run"] == ["Acrobot-v1"]  # measured tasks leave the not-run list
+    table = render_markdown(merged)
+    assert "| A |" in table and "75% [75%, 75%]" in table and "100% [100%, 100%]" in table
+    with pytest.raises(SystemExit, match="not a sample_efficiency"):
+        merge_runs([{"benchmark": "throughput"}])
