@@ -35,6 +35,7 @@ from car_jax.experiment import (  # noqa: E402
 )
 from car_jax.report import json_safe  # noqa: E402
 from car_jax.spec import RewardSpec, compile_spec  # noqa: E402
+from car_jax.sprite_inputs import task_sprite_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every task with a reference spec; the budget per task is car_jax.experiment.RUN_DEFAULTS (or
@@ -104,7 +105,10 @@ def main() -> None:
             not_run.append(task_id)
             continue
         spec = RewardSpec.load(spec_path)
-        compiled = compile_spec(spec, task.inputs(args.mode), task.constants(args.mode))
+        compiled = compile_spec(
+            spec, task.inputs(args.mode), task.constants(args.mode),
+            sprite_frames=task_sprite_frames(task, args.mode),  # pixel specs read cell ids
+        )  # fmt: skip
         base = make_config(task, args.steps, num_envs=args.num_envs)
         budget = max(base.batch_size, int(base.total_timesteps * args.scale))
         config = make_config(task, budget, num_envs=args.num_envs, ent_coef=args.ent_coef,
