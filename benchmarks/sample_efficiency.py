@@ -28,6 +28,7 @@ from _bench_util import RESULTS, command, machine, write_json  # noqa: E402
 import envs  # noqa: E402
 from car_jax.experiment import (  # noqa: E402
     LABELS,
+    default_progress_obs,
     make_config,
     plot_curves_of,
     summarize,
@@ -67,7 +68,10 @@ def main() -> None:
     p.add_argument("--mode", default="state")
     p.add_argument("--bonus", type=float, default=0.5)
     p.add_argument("--shaping", default="bonus", choices=("bonus", "potential"))
-    p.add_argument("--progress-obs", action="store_true", help="sub-task progress in the obs")
+    p.add_argument(
+        "--progress-obs", action=argparse.BooleanOptionalAction, default=None,
+        help="the code reward's sub-task progress in the policy's obs (default: the family's)",
+    )  # fmt: skip
     p.add_argument("--eval-episodes", type=int, default=None)
     p.add_argument("--num-envs", type=int, default=None, help="override the task's env count")
     p.add_argument("--steps", type=int, default=None, help="override the budget per seed")
@@ -109,6 +113,7 @@ def main() -> None:
             spec, task.inputs(args.mode), task.constants(args.mode),
             sprite_frames=task_sprite_frames(task, args.mode),  # pixel specs read cell ids
         )  # fmt: skip
+        progress_obs = default_progress_obs(task, args.progress_obs)
         base = make_config(task, args.steps, num_envs=args.num_envs)
         budget = max(base.batch_size, int(base.total_timesteps * args.scale))
         config = make_config(task, budget, num_envs=args.num_envs, ent_coef=args.ent_coef,
@@ -116,7 +121,7 @@ def main() -> None:
         t0 = time.perf_counter()
         results = train_variants(
             task, compiled, args.mode, tuple(args.rewards), config, args.seeds, work / task_id,
-            bonus=args.bonus, shaping=args.shaping, progress=True, progress_obs=args.progress_obs,
+            bonus=args.bonus, shaping=args.shaping, progress=True, progress_obs=progress_obs,
         )  # fmt: skip
         summary = summarize(results, compiled.names, args.threshold)
         png = out_json.parent / f"{out_json.stem}_{task_id}.png"
@@ -132,7 +137,7 @@ def main() -> None:
             "seeds": args.seeds,
             "shaping": args.shaping,
             "bonus": args.bonus,
-            "progress_obs": args.progress_obs,
+            "progress_obs": progress_obs,
             "ent_coef": config.ent_coef,
             "command": command(__file__),
             "wall_seconds": time.perf_counter() - t0,
@@ -144,7 +149,8 @@ def main() -> None:
             "protocol": (
                 f"PPO, {args.seeds} seeds per reward (vmapped), reward spec prompts/reference/"
                 f"<task>.{args.mode}.py, {args.shaping} shaping, bonus {args.bonus}"
-                f"{', progress observation' if args.progress_obs else ''}. Every eval_interval "
+                " (the code reward's progress observation: per task, tasks[<id>].progress_obs). "
+                "Every eval_interval "
                 "updates and after the last: eval_episodes fresh episodes per policy (greedy = "
                 "argmax, stochastic = sampled) from their own resets, scored by the task's "
                 "ground-truth success. final_success = IQM over seeds of the last evaluation's "
@@ -157,7 +163,6 @@ def main() -> None:
             "mode": args.mode,
             "shaping": args.shaping,
             "bonus": args.bonus,
-            "progress_obs": args.progress_obs,
             "rewards": args.rewards,
             "ppo_config": config.to_dict(),
             "tasks": per_task,

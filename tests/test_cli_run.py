@@ -145,3 +145,20 @@ def test_long_defaults_are_announced_with_a_smaller_budget(capsys):
     small = envs.make("MiniGrid-DoorKey-5x5")
     assert warn_if_long(small, make_config(small), seeds=1, variants=1) < LONG_RUN_SECONDS
     assert capsys.readouterr().out == ""
+
+
+def test_progress_observation_is_the_minigrid_default_for_the_code_reward():
+    import envs
+    from car_jax.experiment import default_progress_obs, make_env
+    from car_jax.spec import RewardSpec, compile_spec
+
+    task = envs.make("MiniGrid-DoorKey-5x5")
+    compiled = compile_spec(RewardSpec.from_source(SPEC), task.inputs("state"),
+                            task.constants("state"))  # fmt: skip
+    view = tuple(task.obs_shape)
+    assert make_env(task, compiled, "state", "car").obs_shape == (*view[:2], view[2] + 1)
+    assert make_env(task, compiled, "state", "sparse").obs_shape == view  # the baseline: own obs
+    off = make_env(task, compiled, "state", "car", progress_obs=False)
+    assert off.obs_shape == view
+    assert default_progress_obs(envs.make("CartPole-v1")) is False
+    assert default_progress_obs(envs.make("CartPole-v1"), True) is True

@@ -5,6 +5,7 @@ Also home of the training options and the stage-3 routine that `car-jax run` sha
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def add_training_arguments(p) -> None:
                    help="reward per sub-task (0.5); under --shaping potential, Phi is their sum")  # fmt: skip
     g.add_argument("--shaping", default="bonus", choices=("bonus", "potential"),
                    help="one-time bonuses, or potential-based shaping (keeps the optimal policy)")  # fmt: skip
-    g.add_argument("--progress-obs", action="store_true",
-                   help="show the policy its sub-task progress (one-hot next sub-task)")  # fmt: skip
+    g.add_argument("--progress-obs", action=argparse.BooleanOptionalAction, default=None,
+                   help="show the code reward's policy its sub-task progress (next sub-task's "
+                   "index); default: on for MiniGrid, off elsewhere")  # fmt: skip
     g.add_argument("--eval-every", type=int, default=None,
                    help="updates between evaluations on fresh episodes (default: ~10 per run)")  # fmt: skip
     g.add_argument("--eval-episodes", type=int, default=None,
@@ -97,6 +99,7 @@ def warn_if_long(task, config, seeds: int, variants: int) -> float:
 def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> dict:
     """Stage 3: train the chosen reward variants, then write summary.json and the learning curves."""
     from car_jax.experiment import (
+        default_progress_obs,
         expand_rewards,
         plot_curves_of,
         summarize,
@@ -105,6 +108,7 @@ def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> d
     )
 
     config = training_config(args, task)
+    args.progress_obs = default_progress_obs(task, args.progress_obs)
     rewards = expand_rewards(args.reward)
     print(
         f"training {', '.join(rewards)} reward on {task.id} ({mode} mode): {args.seeds} seed(s) x "
@@ -164,6 +168,7 @@ def run_several(args, task, mode) -> int:
 def train_several_and_report(args, task, mode, compiled, names, run_dir: Path, title: str) -> dict:
     """Train several compiled specs in one program (a spec named "sparse" pays no code reward),
     then write per-spec logs, summary.json, comparison.md and comparison.png in `run_dir`."""
+    from car_jax.experiment import default_progress_obs
     from car_jax.multi import MultiCodeReward, train_specs, write_comparison
 
     config = training_config(args, task)
@@ -175,6 +180,7 @@ def train_several_and_report(args, task, mode, compiled, names, run_dir: Path, t
         f"{config.eval_episodes} fresh episodes per policy"
     )
     warn_if_long(task, config, args.seeds, len(names))
+    args.progress_obs = default_progress_obs(task, args.progress_obs)
     env = MultiCodeReward(task, compiled, mode, bonus=args.bonus, code_weights=weights,
                           shaping=args.shaping, progress_obs=args.progress_obs)  # fmt: skip
     result = train_specs(config, env, names, args.seeds, run_dir, resume=args.resume,
