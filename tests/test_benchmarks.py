@@ -128,3 +128,16 @@ def test_sample_efficiency_merge_keeps_each_tasks_settings():
     assert "| A |" in table and "75% [75%, 75%]" in table and "100% [100%, 100%]" in table
     with pytest.raises(SystemExit, match="not a sample_efficiency"):
         merge_runs([{"benchmark": "throughput"}])
+
+
+@pytest.mark.parametrize("stage12", ["verification 27.3 s", "stage 1 + verification 31.0 s"])
+def test_headline_reads_the_wall_clock_split_run_prints(stage12):
+    from benchmarks.headline import parse_wall_clock
+
+    out = f"wrote report.md\nwall clock 167.8 s: {stage12}, training compile 44.2 s, training 79.7 s\n"
+    split = parse_wall_clock(out)
+    assert split["total_seconds"] == 167.8 and split["training_seconds"] == 79.7
+    assert split["training_compile_seconds"] == 44.2
+    assert split["stage1_and_verification_seconds"] == float(stage12.split()[-2])
+    with pytest.raises(SystemExit, match="no wall-clock line"):
+        parse_wall_clock("training ...\n")
