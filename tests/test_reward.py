@@ -146,7 +146,7 @@ def test_potential_shaping_sums_to_minus_phi0_over_terminating_episodes(
     _, code, _, valid, idx, terminated = (
         np.asarray(a) for a in _episodes(env, actions[policy], with_terminated=True)
     )
-    phi = np.asarray(env.potential)
+    phi = np.asarray(env.potential[0])  # Phi of the one spec, before each sub-task
     ended = 0
     for i in range(N):
         v = valid[i]

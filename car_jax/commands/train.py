@@ -164,7 +164,8 @@ def run_several(args, task, mode) -> int:
 def train_several_and_report(args, task, mode, compiled, names, run_dir: Path, title: str) -> dict:
     """Train several compiled specs in one program (a spec named "sparse" pays no code reward),
     then write per-spec logs, summary.json, comparison.md and comparison.png in `run_dir`."""
-    from car_jax.multi import MultiCodeReward, train_specs, write_comparison
+    from car_jax.multi import train_specs, write_comparison
+    from car_jax.reward import CodeReward
 
     config = training_config(args, task)
     weights = [0.0 if n == "sparse" else 1.0 for n in names]
@@ -175,8 +176,8 @@ def train_several_and_report(args, task, mode, compiled, names, run_dir: Path, t
         f"{config.eval_episodes} fresh episodes per policy"
     )
     warn_if_long(task, config, args.seeds, len(names))
-    env = MultiCodeReward(task, compiled, mode, bonus=args.bonus, code_weights=weights,
-                          shaping=args.shaping, progress_obs=args.progress_obs)  # fmt: skip
+    env = CodeReward(task, compiled, mode, bonus=args.bonus, code_weight=weights,
+                     shaping=args.shaping, progress_obs=args.progress_obs)  # fmt: skip
     result = train_specs(config, env, names, args.seeds, run_dir, resume=args.resume,
                          progress=not args.no_progress)  # fmt: skip
     summary = write_comparison(result, title)
