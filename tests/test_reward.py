@@ -1,8 +1,11 @@
 """Reward fusion: CodeReward pays each sub-task once, in order, several on one step too (the
 terminal step included), restarts with every episode inside training, and its potential shaping
-telescopes to -Phi(s0) with the learner's gamma."""
+telescopes to -Phi(s0) with the learner's gamma. With several pixel specs, each reads cell ids
+(lazy frames) and pays what it pays on drawn frames."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -15,9 +18,11 @@ from car_jax.reward import CodeReward, add_progress
 from car_jax.rl.config import PPOConfig
 from car_jax.rl.ppo import PPOTrainer
 from car_jax.spec import RewardSpec, compile_spec
+from car_jax.sprite_inputs import task_sprite_frames
 from envs.base import ActionSpace, InputField, Task
 
 TASK_ID = "MiniGrid-DoorKey-5x5"
+REFERENCE = Path(__file__).resolve().parents[1] / "prompts" / "reference"
 SPEC = '''"""Pick up the key, open the door, then reach the goal square."""
 
 
@@ -76,17 +81,18 @@ def actions(task):
     }
 
 
-def _episodes(env, actions, with_terminated=False):
+def _episodes(env, actions, with_terminated=False, params=None):
     """Replay [N, T] actions through `env`, stopping each env at its first episode end."""
+    params = env.params if params is None else params
 
     def episode(key, acts):
         key, k0 = jax.random.split(key)
-        _, state = env.reset(k0, env.params)
+        _, state = env.reset(k0, params)
 
         def body(carry, action):
             state, ended, key = carry
             key, _, k_s = jax.random.split(key, 3)
-            _, new, r, term, trunc, info = env.step(k_s, state, action, env.params)
+            _, new, r, term, trunc, info = env.step(k_s, state, action, params)
             new = jax.tree.map(lambda a, b: jnp.where(ended, b, a), new, state)
             out = (jnp.where(ended, 0.0, r), jnp.where(ended, 0.0, info["code_reward"]),
                    info["subtask_done"], ~ended, new.next_subtask, term)  # fmt: skip
@@ -163,6 +169,34 @@ def test_random_policy_earns_less(task, compiled, actions):
     env = CodeReward(task, compiled)
     _, code, *_ = (np.asarray(a) for a in _episodes(env, actions["random"]))
     assert code.sum(axis=1).mean() < 1.5  # the expert earns 1.5 in every episode
+
+
+def test_several_pixel_specs_read_cell_ids_and_pay_as_on_drawn_frames(task, actions):
+    # One CodeReward over four pixel specs: the reference and the reference without its key
+    # sub-task (3 and 2 sub-tasks), each compiled with the sprite table (reads cell ids, no
+    # frame drawn) and without it (reads the drawn frame). Rows 0/1 and 2/3 must pay alike.
+    ref = RewardSpec.load(REFERENCE / "MiniGrid-DoorKey-5x5.pixels.py")
+    no_key = RewardSpec(ref.task, ref.programs[1:])
+    inputs, constants = task.inputs("pixels"), task.constants("pixels")
+    sheets = task_sprite_frames(task, "pixels")
+    specs = [compile_spec(spec, inputs, constants, sprite_frames=sprites)
+             for spec in (ref, no_key) for sprites in (sheets, None)]  # fmt: skip
+    env = CodeReward(task, specs, mode="pixels", bonus=0.5)
+    assert env._reads_cells == (True, False, True, False)
+
+    def replay(spec):
+        return _episodes(env, actions["expert"], params=env.with_spec(env.params, spec))
+
+    reward, code, done_flags, valid, idx = (
+        np.asarray(a) for a in jax.jit(jax.vmap(replay))(jnp.arange(4))
+    )
+    for lazy, drawn in ((0, 1), (2, 3)):
+        for got in (reward, code, done_flags, valid, idx):
+            np.testing.assert_array_equal(got[lazy], got[drawn])
+    # The expert completes every sub-task: 3 x 0.5 with the reference, 2 x 0.5 without the key.
+    np.testing.assert_allclose(code[0].sum(axis=1), 1.5, rtol=1e-6)
+    np.testing.assert_allclose(code[2].sum(axis=1), 1.0, rtol=1e-6)
+    assert not done_flags[2][..., 2].any()  # the padded third sub-task never counts
 
 
 def test_bad_arguments_are_refused(task, compiled):
