@@ -72,7 +72,9 @@ class CodeReward:
         termination, scaled by `code_weight`).
       gamma: discount of potential shaping outside a trainer; PPO replaces it with its own.
       progress_obs: add the next sub-task's index (one-hot over the largest sub-task count, so
-        every spec's policy sees the same shape) to the policy observation.
+        every spec's policy sees the same shape) to the policy observation; a spec whose code
+        weight is 0 (a sparse baseline) is shown index 0 throughout, so its policy gets nothing
+        from the programs.
     """
 
     def __init__(
@@ -211,7 +213,8 @@ class CodeReward:
             success=self.task.success(env_state),
         )
         new_state = CodeRewardState(env_state, new_idx)
-        return self._observation(obs, new_idx), new_state, reward, terminated, truncated, info
+        shown = jnp.where(self._of_spec(self.code_weights, params.spec) != 0, new_idx, 0)
+        return self._observation(obs, shown), new_state, reward, terminated, truncated, info
 
     def _of_spec(self, table: jax.Array, spec: jax.Array) -> jax.Array:
         """Row `spec` of a per-spec table ([S, ...]); static with one spec (no gather)."""

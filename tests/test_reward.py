@@ -310,6 +310,14 @@ def test_progress_observation_shows_the_next_subtask():
     np.testing.assert_array_equal(obs[2:], [1, 0, 0, 0])
     obs, *_ = env.step(jax.random.key(0), state, 1, env.params)
     np.testing.assert_array_equal(obs[2:], [0, 0, 1, 0])  # two sub-tasks done on step 1
+    # Beside a paying spec, a sparse baseline (code weight 0) is shown no progress.
+    both = CodeReward(env.task, [env.specs[0]] * 2, code_weight=(1.0, 0.0), progress_obs=True)
+    for spec, progress in ((0, [0, 0, 1, 0]), (1, [1, 0, 0, 0])):
+        params = both.with_spec(both.params, spec)
+        _, state = both.reset(jax.random.key(0), params)
+        obs, state, *_ = both.step(jax.random.key(0), state, 1, params)
+        np.testing.assert_array_equal(obs[2:], progress)
+        assert int(state.next_subtask) == 2  # the baseline still logs its sub-tasks
     grid = add_progress(jnp.zeros((3, 3, 2), jnp.uint8), jnp.int32(2), 3)
     assert grid.shape == (3, 3, 3) and int(grid[..., 2].min()) == int(grid[..., 2].max()) == 2
     planes = add_progress(jnp.zeros((3, 3, 1), bool), jnp.int32(1), 3)

@@ -194,3 +194,46 @@ def test_train_cli_two_specs_and_the_sparse_baseline_in_one_run(tmp_path):
     assert len(summary["sparse"]["final_subtask_rates"]) == 3
     assert json.loads((out / "sparse" / "run.json").read_text())["code_weight"] == 0.0
     assert (out / "comparison.png").is_file()
+
+
+def _subparser(command: str):
+    from car_jax.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices[command]
+
+
+@pytest.mark.parametrize(
+    "command, readers",
+    [
+        ("train", ["commands/train.py", "commands/_common.py"]),
+        ("search", ["commands/search.py", "commands/train.py", "commands/_common.py",
+                    "vlm/select.py"]),
+    ],
+)  # fmt: skip
+def test_every_option_in_help_is_read_by_the_command(command, readers):
+    import re
+    from pathlib import Path
+
+    import car_jax
+
+    root = Path(car_jax.__file__).parent
+    source = "\n".join((root / r).read_text() for r in readers)
+    read = set(re.findall(r"args\.(\w+)", source))
+    read |= set(re.findall(r"""(?:get|getattr\(args,) ?\(?["'](\w+)["']""", source))
+    options = {a.dest for a in _subparser(command)._actions if a.dest != "help"}
+    assert options - read == set(), f"`car-jax {command}` options nothing reads"
+
+
+def test_search_help_shows_search_defaults_only():
+    search = _subparser("search")
+    args = search.parse_args(["MiniGrid-DoorKey-8x8"])
+    assert args.reward == "car" and not hasattr(args, "rounds")
+    reward = next(a for a in search._actions if a.dest == "reward")
+    assert reward.choices == ("car", "both")
+    assert reward.help.startswith("car: train the candidates (env reward + code reward) (default)")
+    assert "(default prompts/replay/search)" in " ".join(search.format_help().split())
+    with pytest.raises(SystemExit):
+        search.parse_args(["MiniGrid-DoorKey-8x8", "--reward", "sparse"])
+    train = _subparser("train").parse_args(["MiniGrid-DoorKey-8x8", "--spec", REF])
+    assert train.reward == "both"

@@ -28,11 +28,24 @@ def add_arguments(p) -> None:
     add_training_arguments(p)
 
 
-def add_training_arguments(p) -> None:
-    """Training options shared by `car-jax train` and `car-jax run`."""
+# `--reward` of `train` and `run`: each choice and what it trains.
+REWARDS = {
+    "car": "env reward + code reward",
+    "sparse": "env reward only",
+    "both": "the two side by side",
+}
+
+
+def add_training_arguments(
+    p, rewards: dict[str, str] | None = None, default_reward: str = "both"
+) -> None:
+    """Training options shared by `car-jax train`, `run` and `search` (`--reward`'s choices and
+    their help from `rewards`, default `default_reward`)."""
+    rewards = REWARDS if rewards is None else rewards
+    choices = "; ".join(f"{k}: {v}" + (" (default)" if k == default_reward else "")
+                        for k, v in rewards.items())  # fmt: skip
     g = p.add_argument_group("training")
-    g.add_argument("--reward", default="both", choices=("car", "sparse", "both"),
-                   help="car: env reward + code reward; sparse: env reward only; both (default)")  # fmt: skip
+    g.add_argument("--reward", default=default_reward, choices=tuple(rewards), help=choices)
     g.add_argument("--seeds", type=int, default=2, help="seeds trained at once under vmap (2)")
     g.add_argument("--num-envs", type=int, default=None, help="parallel envs per seed")
     g.add_argument("--steps", type=int, default=None, help="env steps per seed (default per task)")
