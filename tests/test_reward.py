@@ -23,23 +23,8 @@ from envs.base import ActionSpace, InputField, Task
 
 TASK_ID = "MiniGrid-DoorKey-5x5"
 REFERENCE = Path(__file__).resolve().parents[1] / "prompts" / "reference"
-SPEC = '''"""Pick up the key, open the door, then reach the goal square."""
-
-
-def picked_up_key(obs):
-    """The agent carries the key."""
-    return obs.carried_tile == KEY
-
-
-def opened_door(obs):
-    """The door is open."""
-    return contains(obs.tiles, DOOR_OPEN)
-
-
-def reached_goal(obs):
-    """The agent stands on the goal square."""
-    return cell(obs.tiles, obs.agent_pos) == GOAL
-'''
+# Key, door, goal: the hand-written reference state spec.
+SPEC = REFERENCE / f"{TASK_ID}.state.py"
 N, T = 8, 40
 
 
@@ -50,7 +35,7 @@ def task():
 
 @pytest.fixture(scope="module")
 def compiled(task):
-    return compile_spec(RewardSpec.from_source(SPEC), task.inputs("state"), task.constants("state"))
+    return compile_spec(RewardSpec.load(SPEC), task.inputs("state"), task.constants("state"))
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +110,8 @@ def test_bonuses_paid_once_each_in_order(task, compiled, actions):
 def test_out_of_order_completion_earns_nothing_until_its_turn(task, compiled, actions):
     # Door first, then key: the key is picked up before the door opens, so no bonus for it then;
     # when the door opens the key is already carried, and both are paid on that one step.
-    src = (
-        SPEC.split("def picked_up_key")[0]
-        + "def opened_door"
-        + SPEC.split("def opened_door")[1].split("def reached_goal")[0]
-    )
-    src += "def picked_up_key" + SPEC.split("def picked_up_key")[1].split("def opened_door")[0]
-    spec = RewardSpec.from_source(src)
+    key, door, _ = RewardSpec.load(SPEC).programs
+    spec = RewardSpec("Open the door, then pick up the key.", [door, key])
     assert spec.names == ["opened_door", "picked_up_key"]
     comp = compile_spec(spec, task.inputs("state"), task.constants("state"))
     env = CodeReward(task, comp, bonus=1.0)
