@@ -70,10 +70,8 @@ class MultiSpecTrainer:
         self._compiled: dict[str, Any] = {}
 
     def init(self) -> Any:
-        """`jit(vmap(init))` over unit keys (hyper shared)."""
-        if "init" not in self._compiled:
-            self._compiled["init"] = jax.jit(jax.vmap(self.trainer.init, in_axes=(0, None)))
-        return self._compiled["init"]
+        """`jit(vmap(init))` over unit keys (hyper shared): a reset is the same for every spec."""
+        return self.trainer.batched_init()
 
     def run(self, num_updates: int) -> Any:
         """`jit(vmap(run num_updates))` over units: `(runner, spec_index[U], start) -> ...`."""
