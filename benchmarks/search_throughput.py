@@ -4,7 +4,7 @@ Side by side in one run, on one task (default MiniGrid-DoorKey-8x8, its family's
 evaluation off so only training is timed):
 - "one spec": the task's reference spec fused with `CodeReward`, S seeds (`jit(vmap)` over
   seeds), K * E envs per seed;
-- "K specs": `car_jax.multi.MultiCodeReward` over K different DoorKey specs (the reference and
+- "K specs": `CodeReward(task, [spec, ...])` over K different DoorKey specs (the reference and
   the shipped search candidates, cycled), K * S units (one network each) of E envs;
 so both train on S * K * E envs. Steady-state env steps/s (median over repeats, after a warm-up
 call; the two programs' calls alternate) and compile time apart; then the compile time of the K-spec program for K = 1, 2, 4, ...
@@ -81,9 +81,10 @@ def prepare_one_spec(task, compiled, config, seeds: int, updates: int):
 
 def compile_multi(task, pool, k: int, config, seeds: int, updates: int):
     """The K-spec program: (compiled fn, runner, spec index, compile seconds, units)."""
-    from car_jax.multi import MultiCodeReward, MultiSpecTrainer
+    from car_jax.multi import MultiSpecTrainer
+    from car_jax.reward import CodeReward
 
-    env = MultiCodeReward(task, [pool[i % len(pool)] for i in range(k)])
+    env = CodeReward(task, [pool[i % len(pool)] for i in range(k)])
     multi = MultiSpecTrainer(config, env)
     units = k * seeds
     keys = jax.vmap(jax.random.key)(jnp.tile(jnp.arange(seeds, dtype=jnp.uint32), k))

@@ -16,6 +16,12 @@ Two ways to pay (`shaping`):
 
 `progress_obs=True` adds the sub-task progress (the next sub-task's index, one-hot) to the
 policy's observation, so the code reward is Markov in what the agent sees.
+
+Several specs: `CodeReward(task, [compiled_a, compiled_b, ...])` holds every spec's programs,
+padded to the largest sub-task count with sub-tasks that are never done (the index never passes
+them); `params.spec` (a traced int32, bound with `with_spec`) picks the spec that pays. One spec
+is the case of one row, so the reward mechanics above live in this one class
+(`car_jax.multi.train_specs` trains several specs side by side with it).
 """
 
 from __future__ import annotations
@@ -42,10 +48,11 @@ class CodeRewardState(struct.PyTreeNode):
 
 
 class CodeRewardParams(struct.PyTreeNode):
-    """The wrapped env's params plus the discount potential shaping uses (traced)."""
+    """The wrapped env's params, the discount potential shaping uses and the paying spec (traced)."""
 
     env: Any
     gamma: jax.Array  # float32 scalar
+    spec: jax.Array  # int32 scalar: which spec's programs pay (0 with one spec)
 
 
 class CodeReward:
@@ -53,16 +60,21 @@ class CodeReward:
 
     Args:
       task: the Task to wrap (reset/step/observe/success).
-      compiled: the `CompiledSpec` of the verified programs, compiled for `mode`'s inputs.
+      compiled: the `CompiledSpec` of the verified programs, compiled for `mode`'s inputs, or a
+        sequence of them (several specs; `params.spec` picks the one that pays).
       mode: which program inputs the programs read ("state" or "pixels").
-      bonus: reward per sub-task (one float, or one per sub-task); under potential shaping,
-        Phi(s) is the sum of the bonuses of the sub-tasks done.
-      code_weight: weight of the code reward (0 turns it off but keeps sub-task logging).
+      bonus: reward per sub-task (one float, or one per sub-task of every spec); under potential
+        shaping, Phi(s) is the sum of the bonuses of the sub-tasks done.
+      code_weight: weight of the code reward (0 turns it off but keeps sub-task logging); one
+        float, or one per spec.
       env_weight: weight of the env's own reward.
       shaping: "bonus" (one-time bonuses) or "potential" (gamma * Phi(s') - Phi(s), Phi = 0 at
         termination, scaled by `code_weight`).
       gamma: discount of potential shaping outside a trainer; PPO replaces it with its own.
-      progress_obs: add the next sub-task's index (one-hot) to the policy observation.
+      progress_obs: add the next sub-task's index (one-hot over the largest sub-task count, so
+        every spec's policy sees the same shape) to the policy observation; a spec whose code
+        weight is 0 (a sparse baseline) is shown index 0 throughout, so its policy gets nothing
+        from the programs.
     """
 
     def __init__(
@@ -71,7 +83,7 @@ class CodeReward:
         compiled,
         mode: str = "state",
         bonus: float | Sequence[float] = 0.5,
-        code_weight: float = 1.0,
+        code_weight: float | Sequence[float] = 1.0,
         env_weight: float = 1.0,
         shaping: str = "bonus",
         gamma: float = 0.99,
@@ -81,51 +93,91 @@ class CodeReward:
             raise UserError(f"unknown shaping {shaping!r}; expected one of {', '.join(SHAPINGS)}")
         if mode not in task.modes:
             raise UserError(f"task {task.id!r} has no input mode {mode!r}; it has {task.modes}")
-        k = len(compiled.programs)
-        if k == 0:
-            raise UserError("a reward spec needs at least one program")
-        if not isinstance(bonus, int | float) and len(bonus) != k:
-            raise UserError(f"got {len(bonus)} bonuses for {k} sub-tasks; give one or {k}")
+        specs = (compiled,) if hasattr(compiled, "programs") else tuple(compiled)
+        if not specs:
+            raise UserError("CodeReward needs at least one compiled spec")
+        counts = tuple(len(c.programs) for c in specs)
+        if 0 in counts:
+            which = "a reward spec" if len(specs) == 1 else f"spec {counts.index(0)}"
+            raise UserError(f"{which} has no programs; a reward spec needs at least one program")
+        if not isinstance(bonus, int | float):
+            for n in counts:
+                if len(bonus) != n:
+                    raise UserError(f"got {len(bonus)} bonuses for {n} sub-tasks; give one or {n}")
+        if np.ndim(code_weight) and len(code_weight) != len(specs):
+            raise UserError(f"got {len(code_weight)} code weights for {len(specs)} specs")
+        weights = np.broadcast_to(np.asarray(code_weight, np.float32).reshape(-1), (len(specs),))
         if not 0.0 <= float(gamma) <= 1.0:
             raise UserError(f"CodeReward gamma must lie in [0, 1], got {gamma!r}")
-        bonus_arr = jnp.broadcast_to(jnp.asarray(bonus, jnp.float32), (k,))
+        k = max(counts)
+        # Bonus of sub-task j of spec s ([S, K]); padded sub-tasks pay nothing.
+        bonus_rows = np.zeros((len(specs), k), np.float32)
+        for s, n in enumerate(counts):
+            bonus_rows[s, :n] = np.broadcast_to(np.asarray(bonus, np.float32), (n,))
         self.task = task
-        self.compiled = compiled
+        self.specs = specs
         self.mode = mode
+        self.num_specs = len(specs)
+        self.subtask_counts = counts
         self.num_subtasks = k
-        self.subtask_names = tuple(p.name for p in compiled.programs)
-        self.bonus = bonus_arr
-        # Phi before sub-task j: the bonuses of sub-tasks 0..j-1 ([K + 1], Phi[0] = 0).
-        self.potential = jnp.concatenate([jnp.zeros((1,), jnp.float32), jnp.cumsum(bonus_arr)])
-        self.code_weight = float(code_weight)
+        self.bonus = jnp.asarray(bonus_rows)
+        # Phi before sub-task j of spec s: its bonuses of sub-tasks 0..j-1 ([S, K + 1], Phi = 0
+        # before the first).
+        self.potential = jnp.concatenate(
+            [jnp.zeros((len(specs), 1), jnp.float32), jnp.cumsum(self.bonus, axis=1)], axis=1
+        )
+        self.code_weights = jnp.asarray(weights, jnp.float32)
         self.env_weight = float(env_weight)
         self.shaping = shaping
-        self.gamma = float(gamma)
         self.progress_obs = bool(progress_obs)
         # The Task surface the trainer needs, passed through (params wrapped with the discount).
         self.id = task.id
         self.family = getattr(task, "family", "")
-        self.params = CodeRewardParams(task.params, jnp.asarray(gamma, jnp.float32))
+        self.params = CodeRewardParams(
+            task.params, jnp.asarray(gamma, jnp.float32), jnp.zeros((), jnp.int32)
+        )
         self.action = task.action
         self.max_steps = task.max_steps
         self.obs_shape, self.obs_dtype = _progress_obs_shape(
             tuple(task.obs_shape), task.obs_dtype, k, self.progress_obs
         )
-        self._reads_cells = reads_cells(compiled, task, mode)
+        # Per spec: whether its programs read sprite-grid inputs as cell ids (lazy frames).
+        self._reads_cells = tuple(reads_cells(c, task, mode) for c in specs)
 
     def with_discount(self, params: CodeRewardParams, gamma: jax.Array) -> CodeRewardParams:
         """`params` with potential shaping's discount replaced (PPO passes its traced gamma)."""
         return params.replace(gamma=jnp.asarray(gamma, jnp.float32))
+
+    def with_spec(self, params: CodeRewardParams, spec: jax.Array) -> CodeRewardParams:
+        """`params` with the paying spec's index replaced."""
+        return params.replace(spec=jnp.asarray(spec, jnp.int32))
 
     def success(self, state: CodeRewardState) -> jax.Array:
         """The wrapped task's ground-truth success."""
         return self.task.success(state.env_state)
 
     def reset(self, key: jax.Array, params: CodeRewardParams) -> tuple[jax.Array, CodeRewardState]:
-        """Reset the env; the sub-task index starts at 0."""
+        """Reset the env; the sub-task index starts at 0 (the same for every spec)."""
         obs, env_state = self.task.reset(key, params.env)
         idx = jnp.zeros((), jnp.int32)
         return self._observation(obs, idx), CodeRewardState(env_state, idx)
+
+    def completion(self, env_state: Any) -> jax.Array:
+        """bool[S, K]: every spec's sub-task completion in one env state (padding False)."""
+        # NOTE: programs compiled with the task's sprite sheets read cell ids, not drawn frames;
+        # under jit an observation no spec reads is compiled away.
+        observed: dict[bool, Any] = {}
+        rows = []
+        for spec, cells in zip(self.specs, self._reads_cells):
+            if cells not in observed:
+                observed[cells] = (
+                    observe_cells(self.task, env_state, self.mode)
+                    if cells
+                    else self.task.observe(env_state, self.mode)
+                )
+            done = spec.completion(observed[cells])
+            rows.append(jnp.pad(done, (0, self.num_subtasks - done.shape[0])))
+        return jnp.stack(rows)
 
     def advance(self, idx: jax.Array, done_now: jax.Array) -> jax.Array:
         """The new index: past every consecutive sub-task complete from `idx` on (bool[K] flags)."""
@@ -139,21 +191,18 @@ class CodeReward:
             key, state.env_state, action, params.env
         )
         idx = state.next_subtask
-        # NOTE: all K programs are evaluated every step; K is small and a gather under vmap is
-        # cheaper than a per-env lax.switch.
-        # NOTE: programs compiled with the task's sprite sheets read cell ids, not drawn frames.
-        if self._reads_cells:
-            obs_now = observe_cells(self.task, env_state, self.mode)
-        else:
-            obs_now = self.task.observe(env_state, self.mode)
-        done_now = self.compiled.completion(obs_now)
+        # NOTE: every program of every spec runs on every step and the paying spec's row is
+        # gathered: K is small, and under vmap over units the spec index is batched, so a
+        # lax.switch would run every branch anyway.
+        done_now = self._of_spec(self.completion(env_state), params.spec)
         new_idx = self.advance(idx, done_now)
+        potential = self._of_spec(self.potential, params.spec)
         if self.shaping == "bonus":
-            code = self.potential[new_idx] - self.potential[idx]  # every sub-task passed, once
+            code = potential[new_idx] - potential[idx]  # every sub-task passed, once
         else:
-            phi_next = jnp.where(terminated, 0.0, self.potential[new_idx])
-            code = params.gamma * phi_next - self.potential[idx]
-        code = self.code_weight * code.astype(jnp.float32)
+            phi_next = jnp.where(terminated, 0.0, potential[new_idx])
+            code = params.gamma * phi_next - potential[idx]
+        code = self._of_spec(self.code_weights, params.spec) * code.astype(jnp.float32)
         env_reward = jnp.asarray(env_reward, jnp.float32)
         reward = self.env_weight * env_reward + code
         info = dict(info)
@@ -164,7 +213,12 @@ class CodeReward:
             success=self.task.success(env_state),
         )
         new_state = CodeRewardState(env_state, new_idx)
-        return self._observation(obs, new_idx), new_state, reward, terminated, truncated, info
+        shown = jnp.where(self._of_spec(self.code_weights, params.spec) != 0, new_idx, 0)
+        return self._observation(obs, shown), new_state, reward, terminated, truncated, info
+
+    def _of_spec(self, table: jax.Array, spec: jax.Array) -> jax.Array:
+        """Row `spec` of a per-spec table ([S, ...]); static with one spec (no gather)."""
+        return table[0] if self.num_specs == 1 else table[spec]
 
     def _observation(self, obs: jax.Array, idx: jax.Array) -> jax.Array:
         """The policy observation, with the sub-task progress added when `progress_obs`."""

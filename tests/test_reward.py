@@ -1,8 +1,11 @@
 """Reward fusion: CodeReward pays each sub-task once, in order, several on one step too (the
 terminal step included), restarts with every episode inside training, and its potential shaping
-telescopes to -Phi(s0) with the learner's gamma."""
+telescopes to -Phi(s0) with the learner's gamma. With several pixel specs, each reads cell ids
+(lazy frames) and pays what it pays on drawn frames."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -15,26 +18,13 @@ from car_jax.reward import CodeReward, add_progress
 from car_jax.rl.config import PPOConfig
 from car_jax.rl.ppo import PPOTrainer
 from car_jax.spec import RewardSpec, compile_spec
+from car_jax.sprite_inputs import task_sprite_frames
 from envs.base import ActionSpace, InputField, Task
 
 TASK_ID = "MiniGrid-DoorKey-5x5"
-SPEC = '''"""Pick up the key, open the door, then reach the goal square."""
-
-
-def picked_up_key(obs):
-    """The agent carries the key."""
-    return obs.carried_tile == KEY
-
-
-def opened_door(obs):
-    """The door is open."""
-    return contains(obs.tiles, DOOR_OPEN)
-
-
-def reached_goal(obs):
-    """The agent stands on the goal square."""
-    return cell(obs.tiles, obs.agent_pos) == GOAL
-'''
+REFERENCE = Path(__file__).resolve().parents[1] / "prompts" / "reference"
+# Key, door, goal: the hand-written reference state spec.
+SPEC = REFERENCE / f"{TASK_ID}.state.py"
 N, T = 8, 40
 
 
@@ -45,7 +35,7 @@ def task():
 
 @pytest.fixture(scope="module")
 def compiled(task):
-    return compile_spec(RewardSpec.from_source(SPEC), task.inputs("state"), task.constants("state"))
+    return compile_spec(RewardSpec.load(SPEC), task.inputs("state"), task.constants("state"))
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +66,18 @@ def actions(task):
     }
 
 
-def _episodes(env, actions, with_terminated=False):
+def _episodes(env, actions, with_terminated=False, params=None):
     """Replay [N, T] actions through `env`, stopping each env at its first episode end."""
+    params = env.params if params is None else params
 
     def episode(key, acts):
         key, k0 = jax.random.split(key)
-        _, state = env.reset(k0, env.params)
+        _, state = env.reset(k0, params)
 
         def body(carry, action):
             state, ended, key = carry
             key, _, k_s = jax.random.split(key, 3)
-            _, new, r, term, trunc, info = env.step(k_s, state, action, env.params)
+            _, new, r, term, trunc, info = env.step(k_s, state, action, params)
             new = jax.tree.map(lambda a, b: jnp.where(ended, b, a), new, state)
             out = (jnp.where(ended, 0.0, r), jnp.where(ended, 0.0, info["code_reward"]),
                    info["subtask_done"], ~ended, new.next_subtask, term)  # fmt: skip
@@ -119,13 +110,8 @@ def test_bonuses_paid_once_each_in_order(task, compiled, actions):
 def test_out_of_order_completion_earns_nothing_until_its_turn(task, compiled, actions):
     # Door first, then key: the key is picked up before the door opens, so no bonus for it then;
     # when the door opens the key is already carried, and both are paid on that one step.
-    src = (
-        SPEC.split("def picked_up_key")[0]
-        + "def opened_door"
-        + SPEC.split("def opened_door")[1].split("def reached_goal")[0]
-    )
-    src += "def picked_up_key" + SPEC.split("def picked_up_key")[1].split("def opened_door")[0]
-    spec = RewardSpec.from_source(src)
+    key, door, _ = RewardSpec.load(SPEC).programs
+    spec = RewardSpec("Open the door, then pick up the key.", [door, key])
     assert spec.names == ["opened_door", "picked_up_key"]
     comp = compile_spec(spec, task.inputs("state"), task.constants("state"))
     env = CodeReward(task, comp, bonus=1.0)
@@ -146,7 +132,7 @@ def test_potential_shaping_sums_to_minus_phi0_over_terminating_episodes(
     _, code, _, valid, idx, terminated = (
         np.asarray(a) for a in _episodes(env, actions[policy], with_terminated=True)
     )
-    phi = np.asarray(env.potential)
+    phi = np.asarray(env.potential[0])  # Phi of the one spec, before each sub-task
     ended = 0
     for i in range(N):
         v = valid[i]
@@ -163,6 +149,34 @@ def test_random_policy_earns_less(task, compiled, actions):
     env = CodeReward(task, compiled)
     _, code, *_ = (np.asarray(a) for a in _episodes(env, actions["random"]))
     assert code.sum(axis=1).mean() < 1.5  # the expert earns 1.5 in every episode
+
+
+def test_several_pixel_specs_read_cell_ids_and_pay_as_on_drawn_frames(task, actions):
+    # One CodeReward over four pixel specs: the reference and the reference without its key
+    # sub-task (3 and 2 sub-tasks), each compiled with the sprite table (reads cell ids, no
+    # frame drawn) and without it (reads the drawn frame). Rows 0/1 and 2/3 must pay alike.
+    ref = RewardSpec.load(REFERENCE / "MiniGrid-DoorKey-5x5.pixels.py")
+    no_key = RewardSpec(ref.task, ref.programs[1:])
+    inputs, constants = task.inputs("pixels"), task.constants("pixels")
+    sheets = task_sprite_frames(task, "pixels")
+    specs = [compile_spec(spec, inputs, constants, sprite_frames=sprites)
+             for spec in (ref, no_key) for sprites in (sheets, None)]  # fmt: skip
+    env = CodeReward(task, specs, mode="pixels", bonus=0.5)
+    assert env._reads_cells == (True, False, True, False)
+
+    def replay(spec):
+        return _episodes(env, actions["expert"], params=env.with_spec(env.params, spec))
+
+    reward, code, done_flags, valid, idx = (
+        np.asarray(a) for a in jax.jit(jax.vmap(replay))(jnp.arange(4))
+    )
+    for lazy, drawn in ((0, 1), (2, 3)):
+        for got in (reward, code, done_flags, valid, idx):
+            np.testing.assert_array_equal(got[lazy], got[drawn])
+    # The expert completes every sub-task: 3 x 0.5 with the reference, 2 x 0.5 without the key.
+    np.testing.assert_allclose(code[0].sum(axis=1), 1.5, rtol=1e-6)
+    np.testing.assert_allclose(code[2].sum(axis=1), 1.0, rtol=1e-6)
+    assert not done_flags[2][..., 2].any()  # the padded third sub-task never counts
 
 
 def test_bad_arguments_are_refused(task, compiled):
@@ -276,6 +290,14 @@ def test_progress_observation_shows_the_next_subtask():
     np.testing.assert_array_equal(obs[2:], [1, 0, 0, 0])
     obs, *_ = env.step(jax.random.key(0), state, 1, env.params)
     np.testing.assert_array_equal(obs[2:], [0, 0, 1, 0])  # two sub-tasks done on step 1
+    # Beside a paying spec, a sparse baseline (code weight 0) is shown no progress.
+    both = CodeReward(env.task, [env.specs[0]] * 2, code_weight=(1.0, 0.0), progress_obs=True)
+    for spec, progress in ((0, [0, 0, 1, 0]), (1, [1, 0, 0, 0])):
+        params = both.with_spec(both.params, spec)
+        _, state = both.reset(jax.random.key(0), params)
+        obs, state, *_ = both.step(jax.random.key(0), state, 1, params)
+        np.testing.assert_array_equal(obs[2:], progress)
+        assert int(state.next_subtask) == 2  # the baseline still logs its sub-tasks
     grid = add_progress(jnp.zeros((3, 3, 2), jnp.uint8), jnp.int32(2), 3)
     assert grid.shape == (3, 3, 3) and int(grid[..., 2].min()) == int(grid[..., 2].max()) == 2
     planes = add_progress(jnp.zeros((3, 3, 1), bool), jnp.int32(1), 3)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from car_jax.errors import UserError
-from car_jax.multi import MultiCodeReward, train_specs, write_comparison
+from car_jax.multi import train_specs, write_comparison
 from car_jax.reward import CodeReward
 from car_jax.rl.config import PPOConfig
 from car_jax.rl.driver import train_run
@@ -78,7 +78,7 @@ SEEDS = (0, 3)
 def together(tmp_path_factory):
     task = Walk()
     compiled = [_spec(t) for t in THRESHOLDS.values()]
-    env = MultiCodeReward(task, compiled)
+    env = CodeReward(task, compiled)
     out = tmp_path_factory.mktemp("multi")
     result = train_specs(CONFIG, env, list(THRESHOLDS), SEEDS, out, progress=False,
                          chunk_updates=3)  # fmt: skip
@@ -140,7 +140,7 @@ def test_resume_is_refused_without_flag_and_continues_with_it(together):
         train_specs(CONFIG, env, list(THRESHOLDS), SEEDS, result.out_dir, progress=False)
     again = train_specs(CONFIG, env, list(THRESHOLDS), SEEDS, result.out_dir, progress=False,
                         resume=True, chunk_updates=3)  # fmt: skip
-    swapped = MultiCodeReward(Walk(), [env.specs[1], env.specs[0], env.specs[2]])
+    swapped = CodeReward(Walk(), [env.specs[1], env.specs[0], env.specs[2]])
     with pytest.raises(UserError, match="spec.py differs from the spec 'one'"):
         train_specs(CONFIG, swapped, list(THRESHOLDS), SEEDS, result.out_dir, progress=False,
                     resume=True)  # fmt: skip
@@ -152,13 +152,13 @@ def test_resume_is_refused_without_flag_and_continues_with_it(together):
 
 
 def test_bad_names_and_weights_are_refused():
-    env = MultiCodeReward(Walk(), [_spec((5,)), _spec((2, 5))])
+    env = CodeReward(Walk(), [_spec((5,)), _spec((2, 5))])
     with pytest.raises(UserError, match="two specs are named"):
         train_specs(CONFIG, env, ["a", "a"], SEEDS, "/nonexistent", progress=False)
     with pytest.raises(UserError, match="got 1 names for 2 specs"):
         train_specs(CONFIG, env, ["a"], SEEDS, "/nonexistent", progress=False)
-    with pytest.raises(UserError, match="code weights"):
-        MultiCodeReward(Walk(), [_spec((5,))], code_weights=[1.0, 0.0])
+    with pytest.raises(UserError, match="got 2 code weights for 1 specs"):
+        CodeReward(Walk(), [_spec((5,))], code_weight=[1.0, 0.0])
 
 
 REF = "prompts/reference/MiniGrid-DoorKey-5x5.state.py"
@@ -194,3 +194,46 @@ def test_train_cli_two_specs_and_the_sparse_baseline_in_one_run(tmp_path):
     assert len(summary["sparse"]["final_subtask_rates"]) == 3
     assert json.loads((out / "sparse" / "run.json").read_text())["code_weight"] == 0.0
     assert (out / "comparison.png").is_file()
+
+
+def _subparser(command: str):
+    from car_jax.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices[command]
+
+
+@pytest.mark.parametrize(
+    "command, readers",
+    [
+        ("train", ["commands/train.py", "commands/_common.py"]),
+        ("search", ["commands/search.py", "commands/train.py", "commands/_common.py",
+                    "vlm/select.py"]),
+    ],
+)  # fmt: skip
+def test_every_option_in_help_is_read_by_the_command(command, readers):
+    import re
+    from pathlib import Path
+
+    import car_jax
+
+    root = Path(car_jax.__file__).parent
+    source = "\n".join((root / r).read_text() for r in readers)
+    read = set(re.findall(r"args\.(\w+)", source))
+    read |= set(re.findall(r"""(?:get|getattr\(args,) ?\(?["'](\w+)["']""", source))
+    options = {a.dest for a in _subparser(command)._actions if a.dest != "help"}
+    assert options - read == set(), f"`car-jax {command}` options nothing reads"
+
+
+def test_search_help_shows_search_defaults_only():
+    search = _subparser("search")
+    args = search.parse_args(["MiniGrid-DoorKey-8x8"])
+    assert args.reward == "car" and not hasattr(args, "rounds")
+    reward = next(a for a in search._actions if a.dest == "reward")
+    assert reward.choices == ("car", "both")
+    assert reward.help.startswith("car: train the candidates (env reward + code reward) (default)")
+    assert "(default prompts/replay/search)" in " ".join(search.format_help().split())
+    with pytest.raises(SystemExit):
+        search.parse_args(["MiniGrid-DoorKey-8x8", "--reward", "sparse"])
+    train = _subparser("train").parse_args(["MiniGrid-DoorKey-8x8", "--spec", REF])
+    assert train.reward == "both"

@@ -17,17 +17,21 @@ HELP = (
 )
 
 
+# `--reward` of search: the sparse baseline is never a candidate, only a reference beside them.
+SEARCH_REWARDS = {
+    "car": "train the candidates (env reward + code reward)",
+    "both": "also train the sparse baseline (env reward only) in every iteration's program",
+}
+
+
 def add_arguments(p) -> None:
     p.add_argument("task", metavar="ID", help="task id (see `car-jax envs`)")
     p.add_argument("--candidates", "-k", type=int, default=4, help="candidates per iteration (4)")
     p.add_argument("--iterations", "-r", type=int, default=2, help="iterations (2)")
     p.add_argument("--mode", default=None, help="program input mode (default: the task's first)")
     p.add_argument("--out", default=None, help="run directory (default runs/search-<ID>-<time>)")
-    add_training_arguments(p)
-    # Only the candidates are trained unless --reward both adds the sparse baseline to every
-    # iteration's program (it is never a candidate).
-    p.set_defaults(reward="car")
-    add_vlm_arguments(p)
+    add_training_arguments(p, SEARCH_REWARDS, default_reward="car")
+    add_vlm_arguments(p, search=True)
     v = p.add_argument_group("verification")
     v.add_argument("-n", type=int, default=DEFAULT_N,
                    help=f"expert, random and near-miss rollouts each ({DEFAULT_N})")  # fmt: skip
@@ -37,10 +41,6 @@ def add_arguments(p) -> None:
 def make_train_fn(args, task, mode):
     """`(compiled, names, out) -> {name: (summary entry, metrics)}` for `car_jax.search.search`."""
     from car_jax.commands.train import train_several_and_report
-    from car_jax.errors import UserError
-
-    if args.reward == "sparse":
-        raise UserError("--reward sparse trains no candidate; use car (default) or both")
 
     def train_fn(compiled, names, out: Path) -> dict:
         names, compiled = list(names), list(compiled)
@@ -57,6 +57,7 @@ def make_train_fn(args, task, mode):
 def run(args) -> int:
     from car_jax.search import search
     from car_jax.verify import make_verifier
+    from car_jax.vlm.images import task_images
     from car_jax.vlm.prompts import PROMPTS_DIR
     from car_jax.vlm.select import choose_backend, make_cache
 
@@ -74,6 +75,7 @@ def run(args) -> int:
         task, mode, backend, make_verifier(task, mode, n=args.n, seed=args.seed), train_fn,
         candidates=args.candidates, iterations=args.iterations, run_dir=run_dir,
         cache=make_cache(args), resume=args.resume, prompt_dir=args.prompt_dir,
+        images=task_images(task, args.seed),
         progress=lambda line: print(line, file=sys.stderr),
     )  # fmt: skip
     print((run_dir / "leaderboard.md").read_text())

@@ -29,11 +29,24 @@ def add_arguments(p) -> None:
     add_training_arguments(p)
 
 
-def add_training_arguments(p) -> None:
-    """Training options shared by `car-jax train` and `car-jax run`."""
+# `--reward` of `train` and `run`: each choice and what it trains.
+REWARDS = {
+    "car": "env reward + code reward",
+    "sparse": "env reward only",
+    "both": "the two side by side",
+}
+
+
+def add_training_arguments(
+    p, rewards: dict[str, str] | None = None, default_reward: str = "both"
+) -> None:
+    """Training options shared by `car-jax train`, `run` and `search` (`--reward`'s choices and
+    their help from `rewards`, default `default_reward`)."""
+    rewards = REWARDS if rewards is None else rewards
+    choices = "; ".join(f"{k}: {v}" + (" (default)" if k == default_reward else "")
+                        for k, v in rewards.items())  # fmt: skip
     g = p.add_argument_group("training")
-    g.add_argument("--reward", default="both", choices=("car", "sparse", "both"),
-                   help="car: env reward + code reward; sparse: env reward only; both (default)")  # fmt: skip
+    g.add_argument("--reward", default=default_reward, choices=tuple(rewards), help=choices)
     g.add_argument("--seeds", type=int, default=2, help="seeds trained at once under vmap (2)")
     g.add_argument("--num-envs", type=int, default=None, help="parallel envs per seed")
     g.add_argument("--steps", type=int, default=None, help="env steps per seed (default per task)")
@@ -169,7 +182,8 @@ def train_several_and_report(args, task, mode, compiled, names, run_dir: Path, t
     """Train several compiled specs in one program (a spec named "sparse" pays no code reward),
     then write per-spec logs, summary.json, comparison.md and comparison.png in `run_dir`."""
     from car_jax.experiment import default_progress_obs
-    from car_jax.multi import MultiCodeReward, train_specs, write_comparison
+    from car_jax.multi import train_specs, write_comparison
+    from car_jax.reward import CodeReward
 
     config = training_config(args, task)
     weights = [0.0 if n == "sparse" else 1.0 for n in names]
@@ -181,8 +195,8 @@ def train_several_and_report(args, task, mode, compiled, names, run_dir: Path, t
     )
     warn_if_long(task, config, args.seeds, len(names))
     args.progress_obs = default_progress_obs(task, args.progress_obs)
-    env = MultiCodeReward(task, compiled, mode, bonus=args.bonus, code_weights=weights,
-                          shaping=args.shaping, progress_obs=args.progress_obs)  # fmt: skip
+    env = CodeReward(task, compiled, mode, bonus=args.bonus, code_weight=weights,
+                     shaping=args.shaping, progress_obs=args.progress_obs)  # fmt: skip
     result = train_specs(config, env, names, args.seeds, run_dir, resume=args.resume,
                          progress=not args.no_progress)  # fmt: skip
     summary = write_comparison(result, title)

@@ -11,6 +11,10 @@ Files in `out_dir`: `run.json` (config, seeds, env, devices, compile time), `met
 `metrics.jsonl`, `checkpoints/<update>/`. The parts live beside this host loop:
 `car_jax.rl.checkpoints` (orbax save/restore, the resume check), `car_jax.rl.metric_logs` (the
 row logs) and `car_jax.rl.progress` (the progress bar).
+
+The loop itself is `train_folders`: one compiled program whose units (networks) are split over
+one or more run folders, each logging and checkpointing its own slice. `train_run` is one folder;
+`car_jax.multi.train_specs` (several reward specs side by side) is one folder per spec.
 """
 
 from __future__ import annotations
@@ -52,10 +56,67 @@ class RunResult:
         return self.runner.params
 
 
+@dataclass
+class RunFolder:
+    """A run folder of a training program: the units (networks) it logs and checkpoints.
+
+    `units` picks its slice of the stacked runner and metrics (None: all units); `meta` goes
+    to its `run.json` (with the compile time) and must match on resume; `cut(metrics)` maps its
+    metrics [seeds, n, ...] to what it logs.
+    """
+
+    path: Path
+    meta: dict
+    units: slice | None = None
+    cut: Callable[[dict], dict] | None = None
+
+
 def default_chunk(num_updates: int, target_chunks: int = 20) -> int:
     """The largest divisor of `num_updates` not above num_updates / target_chunks (at least 1)."""
     goal = max(1, num_updates // target_chunks)
     return max(d for d in range(1, goal + 1) if num_updates % d == 0)
+
+
+def seed_tuple(seeds: Sequence[int] | int, who: str) -> tuple[int, ...]:
+    """`seeds` as a tuple (an int n means 0..n-1); refuses none or repeated ones."""
+    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
+    if not seeds:
+        raise UserError(f"{who} needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"{who} seeds must be distinct, got {list(seeds)}")
+    return seeds
+
+
+def base_meta(config: PPOConfig, env_name: str, seeds: tuple[int, ...], hyper: PPOHyper,
+              chunk: int, checkpoint_every: int) -> dict:  # fmt: skip
+    """The `run.json` fields every run folder has (a resume must match them)."""
+    return {
+        "env": env_name,
+        "seeds": list(seeds),
+        "config": config.to_dict(),
+        "hyper": {k: float(v) for k, v in vars(hyper).items()},
+        "chunk_updates": chunk,
+        "checkpoint_every": checkpoint_every,
+        "devices": [str(d) for d in jax.devices()],
+    }
+
+
+def schedule(num_updates: int, chunk_updates: int | None, checkpoint_every: int | None):
+    """(updates per compiled call, checkpoint interval), defaults filled in and checked."""
+    chunk = default_chunk(num_updates) if chunk_updates is None else int(chunk_updates)
+    if not 1 <= chunk <= num_updates:
+        raise UserError(f"chunk_updates must lie in [1, num_updates={num_updates}], got {chunk}")
+    ckpt_every = 5 * chunk if checkpoint_every is None else int(checkpoint_every)
+    if ckpt_every < 1:
+        raise UserError(f"checkpoint_every must be >= 1 update, got {ckpt_every}")
+    return chunk, ckpt_every
+
+
+def units_of(tree: Any, units: slice | None) -> Any:
+    """The `units` slice of every leaf of a unit-stacked tree (the tree itself for None: all)."""
+    if units is None:
+        return tree
+    return jax.tree.map(lambda x: x[units], tree)
 
 
 def train_run(
@@ -88,74 +149,101 @@ def train_run(
       label: text shown on the progress bar (default: the env id).
       trainer: a prebuilt `PPOTrainer` for (config, env) to reuse; `network` is ignored then.
     """
-    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
-    if not seeds:
-        raise UserError("train_run needs at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"train_run seeds must be distinct, got {list(seeds)}")
-    num_updates = config.num_updates
-    chunk = default_chunk(num_updates) if chunk_updates is None else int(chunk_updates)
-    if not 1 <= chunk <= num_updates:
-        raise UserError(f"chunk_updates must lie in [1, num_updates={num_updates}], got {chunk}")
-    ckpt_every = 5 * chunk if checkpoint_every is None else int(checkpoint_every)
-    if ckpt_every < 1:
-        raise UserError(f"checkpoint_every must be >= 1 update, got {ckpt_every}")
+    seeds = seed_tuple(seeds, "train_run")
+    chunk, ckpt_every = schedule(config.num_updates, chunk_updates, checkpoint_every)
     env_name = str(getattr(env, "id", "") or type(env).__name__)
-    label = label or env_name
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    meta_path, jsonl_path, csv_path = out / "run.json", out / "metrics.jsonl", out / "metrics.csv"
-    ckpt_dir = (out / "checkpoints").absolute()
-
     if trainer is None:
         trainer = PPOTrainer(config, env, network)
     hyper = config.hyper() if hyper is None else hyper
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    init_fn = trainer.batched_init()
+    meta = base_meta(config, env_name, seeds, hyper, chunk, ckpt_every)
+    (result,) = train_folders(
+        config, trainer.batched_init(), trainer.batched_run, seeds, [RunFolder(Path(out_dir), meta)],
+        hyper=hyper, resume=resume, chunk=chunk, checkpoint_every=ckpt_every, progress=progress,
+        label=label or env_name, chunk_callback=chunk_callback,
+    )  # fmt: skip
+    return result
 
-    meta = {
-        "env": env_name,
-        "seeds": list(seeds),
-        "config": config.to_dict(),
-        "hyper": {k: float(v) for k, v in vars(hyper).items()},
-        "chunk_updates": chunk,
-        "checkpoint_every": ckpt_every,
-        "devices": [str(d) for d in jax.devices()],
-    }
-    manager = checkpoints.open_manager(ckpt_dir)
+
+def train_folders(
+    config: PPOConfig,
+    init_fn: Callable[..., RunnerState],
+    run_fn: Callable[[int], Any],
+    seeds: tuple[int, ...],
+    folders: Sequence[RunFolder],
+    *,
+    hyper: PPOHyper,
+    chunk: int,
+    checkpoint_every: int,
+    resume: bool = False,
+    progress: bool = True,
+    label: str = "",
+    chunk_callback: Callable[[int, dict[str, Any]], None] | None = None,
+    run_args: tuple = (),
+    program_meta: tuple[Path, dict] | None = None,
+) -> list[RunResult]:
+    """The host loop: train every unit in one compiled program, each folder logging its slice.
+
+    Unit u starts from `jax.random.key(seeds[u % len(seeds)])`; every folder holds `len(seeds)`
+    units, one per seed. `init_fn(keys, hyper)` is the batched init, `run_fn(n)` the jitted
+    chunk of n updates called as `(runner, *run_args, start)`. A resume needs every folder to
+    hold a checkpoint and continues from the earliest. `program_meta` = (path, meta) writes one
+    more `run.json` for the whole program (with the compile time). Returns one `RunResult` per
+    folder.
+    """
+    num_updates, units = config.num_updates, len(folders) * len(seeds)
+    keys = jax.vmap(jax.random.key)(jnp.asarray([s for _ in folders for s in seeds], jnp.uint32))
+    for f in folders:
+        f.path.mkdir(parents=True, exist_ok=True)
+    jsonl = [f.path / "metrics.jsonl" for f in folders]
+    csvs = [f.path / "metrics.csv" for f in folders]
+    managers = [checkpoints.open_manager((f.path / "checkpoints").absolute()) for f in folders]
     try:
         # --- start or resume ------------------------------------------------------------------
-        if resume and manager.latest_step() is not None:
-            checkpoints.check_resumable(meta_path, meta)
+        latest = [m.latest_step() for m in managers]
+        if resume and all(s is not None for s in latest):
+            for f in folders:
+                checkpoints.check_resumable(f.path / "run.json", f.meta)
+            step = int(min(latest))
             # NOTE: a real (not abstract) template, so restored leaves get the same shardings
             # as a fresh run's and the compiled chunk accepts them.
-            runner_template = init_fn(keys, hyper)
-            step = int(manager.latest_step())
-            runner = checkpoints.restore(manager, step, runner_template)
-            rows = metric_logs.read_rows(jsonl_path, max_update=step)
+            template = init_fn(keys, hyper)
+            parts = [
+                checkpoints.restore(m, step, units_of(template, f.units))
+                for f, m in zip(folders, managers)
+            ]
+            runner = parts[0] if len(parts) == 1 else jax.tree.map(lambda *x: jnp.concatenate(x), *parts)  # fmt: skip
+            rows = [metric_logs.read_rows(p, max_update=step) for p in jsonl]
         else:
-            if not resume and (jsonl_path.exists() or manager.latest_step() is not None):
+            held = [
+                f.path for f, s, p in zip(folders, latest, jsonl) if s is not None or p.exists()
+            ]
+            if not resume and held:
                 raise UserError(
-                    f"{out} already holds a training run; pass resume=True (--resume) to continue "
-                    "it, or choose another output directory"
+                    f"{held[0]} already holds a training run; pass resume=True (--resume) to "
+                    "continue it, or choose another output directory"
                 )
             runner = init_fn(keys, hyper)
-            step, rows = 0, []
-        columns = metric_logs.rewrite_logs(jsonl_path, csv_path, rows)
+            step, rows = 0, [[] for _ in folders]
+        columns = [metric_logs.rewrite_logs(j, c, r) for j, c, r in zip(jsonl, csvs, rows)]
 
         # --- compile the chunk function (ahead of time, so the timings exclude it) ---------------
         t0 = time.perf_counter()
-
-        def chunk_fn(n: int):
-            return trainer.batched_run(n).lower(runner, jnp.int32(step)).compile()
-
         executables: dict[int, Any] = {}
+
+        def compiled(n: int):
+            if n not in executables:
+                start = jnp.int32(step)
+                executables[n] = run_fn(n).lower(runner, *run_args, start).compile()
+            return executables[n]
+
         if step < num_updates:
-            executables[min(chunk, num_updates - step)] = chunk_fn(min(chunk, num_updates - step))
+            compiled(min(chunk, num_updates - step))
         compile_seconds = time.perf_counter() - t0
-        meta["compile_seconds"] = compile_seconds
-        meta_path.write_text(json.dumps(meta, indent=2))
+        for f in folders:
+            (f.path / "run.json").write_text(json.dumps({**f.meta, "compile_seconds": compile_seconds}, indent=2))  # fmt: skip
+        if program_meta is not None:
+            path, meta = program_meta
+            path.write_text(json.dumps({**meta, "compile_seconds": compile_seconds}, indent=2))
 
         # --- host loop over chunks ---------------------------------------------------------------
         train_seconds = 0.0
@@ -164,35 +252,41 @@ def train_run(
             while step < num_updates:
                 n = min(chunk, num_updates - step)
                 t_start = time.perf_counter()
-                if n not in executables:  # a shorter last chunk
-                    executables[n] = chunk_fn(n)
-                runner, metrics = executables[n](runner, jnp.int32(step))
+                fn = compiled(n)  # a shorter last chunk compiles here
+                runner, metrics = fn(runner, *run_args, jnp.int32(step))
                 metrics = jax.device_get(metrics)
                 dt = time.perf_counter() - t_start
                 train_seconds += dt
                 step += n
-                new_rows = metric_logs.metric_rows(
-                    seeds, metrics, config.batch_size, wall=train_seconds
-                )
-                columns = metric_logs.append_rows(jsonl_path, csv_path, new_rows, columns)
-                rows.extend(new_rows)
-                if step // ckpt_every > (step - n) // ckpt_every or step == num_updates:
-                    checkpoints.save(manager, step, runner)
-                summary = chunk_summary(metrics, n * config.batch_size * len(seeds) / dt, step)
+                save = step // checkpoint_every > (step - n) // checkpoint_every or step == num_updates  # fmt: skip
+                for i, f in enumerate(folders):
+                    part = units_of(metrics, f.units)
+                    part = part if f.cut is None else f.cut(part)
+                    new_rows = metric_logs.metric_rows(seeds, part, config.batch_size, wall=train_seconds)  # fmt: skip
+                    columns[i] = metric_logs.append_rows(jsonl[i], csvs[i], new_rows, columns[i])
+                    rows[i].extend(new_rows)
+                    if save:
+                        checkpoints.save(managers[i], step, units_of(runner, f.units))
+                summary = chunk_summary(metrics, n * config.batch_size * units / dt, step)
                 summary["env_steps"] = step * config.batch_size
                 bar.update(step, summary)
                 if chunk_callback is not None:
                     chunk_callback(step, summary)
-        if manager.latest_step() != num_updates:
-            checkpoints.save(manager, num_updates, runner)
+        for f, m in zip(folders, managers):
+            if m.latest_step() != num_updates:
+                checkpoints.save(m, num_updates, units_of(runner, f.units))
     finally:
-        manager.close()
+        for m in managers:
+            m.close()
 
-    return RunResult(
-        runner=runner,
-        metrics=metric_logs.stack_rows(rows, seeds),
-        seeds=seeds,
-        out_dir=out,
-        compile_seconds=compile_seconds,
-        train_seconds=train_seconds,
-    )
+    return [
+        RunResult(
+            runner=units_of(runner, f.units),
+            metrics=metric_logs.stack_rows(r, seeds),
+            seeds=seeds,
+            out_dir=f.path,
+            compile_seconds=compile_seconds,
+            train_seconds=train_seconds,
+        )
+        for f, r in zip(folders, rows)
+    ]

@@ -94,58 +94,38 @@ class ReplayBackend:
         return json.dumps(describe if request.step == "describe" else programs, indent=2)
 
     def _script_answer(self, script: Path, request: VLMRequest) -> Answer | None:
+        """A describe/program answer: `describe.json`, or the round's `round<k>.json`."""
         if request.step == "describe":
             path = script / "describe.json"
             if not path.is_file():
                 return None
         else:
-            rounds = sorted(
-                (int(m.group(1)), p)
-                for p in script.glob("round*.json")
-                if (m := re.fullmatch(r"round(\d+)\.json", p.name))
-            )
-            usable = [p for k, p in rounds if k <= max(request.round, 1)]
+            found, usable = _numbered(script, "round", request.round)
             if not usable:
                 raise UserError(
                     f"replay: script {str(script)!r} has no round1.json (rounds found: "
-                    f"{', '.join(p.name for _, p in rounds) or 'none'})"
+                    f"{', '.join(p.name for p in found) or 'none'})"
                 )
             path = usable[-1]
-        try:
-            entry = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise UserError(f"replay: cannot read script file {str(path)!r}: {err}") from None
-        if not isinstance(entry, dict) or "answer" not in entry:
-            raise UserError(
-                f'replay: script file {str(path)!r} must be {{"label": ..., "answer": ...}}'
-            )
-        self.last_label = str(entry.get("label") or f"replay script {path}")
-        self.last_file = str(path)
-        answer = entry["answer"]
-        text = answer if isinstance(answer, str) else json.dumps(answer, indent=2)
-        return Answer(text, str(entry.get("finish", "STOP")), str(entry.get("blocked", "")))
+        entry = self._read_entry(path)
+        return _answer(entry, entry["answer"])
 
     def _candidates_answer(self, script: Path | None, request: VLMRequest) -> Answer:
         """A search/reflect answer: the first K candidates of `candidates<k>.json`."""
-        files = sorted(
-            (int(m.group(1)), p)
-            for p in (script.glob("candidates*.json") if script is not None else ())
-            if (m := re.fullmatch(r"candidates(\d+)\.json", p.name))
-        )
-        usable = [p for k, p in files if k <= max(request.round, 1)]
+        _, usable = _numbered(script, "candidates", request.round)
         k = (request.schema or {}).get("properties", {}).get("candidates", {}).get("maxItems")
         if not usable:  # the reference spec, as the one candidate
             programs = json.loads(self._reference_answer(request))
             answer = {"candidates": [{"task": "", "idea": "the reference spec", **programs}]}
             return Answer(json.dumps(answer, indent=2), "STOP")
-        entry = self._script_answer_file(usable[-1])
+        entry = self._read_entry(usable[-1])
         answer = entry["answer"]
         if isinstance(answer, dict) and isinstance(answer.get("candidates"), list) and k:
             answer = {**answer, "candidates": answer["candidates"][: int(k)]}
-        text = answer if isinstance(answer, str) else json.dumps(answer, indent=2)
-        return Answer(text, str(entry.get("finish", "STOP")), str(entry.get("blocked", "")))
+        return _answer(entry, answer)
 
-    def _script_answer_file(self, path: Path) -> dict:
+    def _read_entry(self, path: Path) -> dict:
+        """A script file's `{"label": ..., "answer": ...}`; remembers its label and path."""
         try:
             entry = json.loads(path.read_text())
         except (OSError, ValueError) as err:
@@ -168,3 +148,19 @@ class ReplayBackend:
             if answer is not None:
                 return answer
         return Answer(self._reference_answer(request), "STOP")
+
+
+def _numbered(script: Path | None, stem: str, round_: int) -> tuple[list[Path], list[Path]]:
+    """A script's `<stem><k>.json` files by k, and those usable in round `round_` (k <= it)."""
+    files = sorted(
+        (int(m.group(1)), p)
+        for p in (script.glob(f"{stem}*.json") if script is not None else ())
+        if (m := re.fullmatch(rf"{stem}(\d+)\.json", p.name))
+    )
+    return [p for _, p in files], [p for k, p in files if k <= max(round_, 1)]
+
+
+def _answer(entry: dict, answer: Any) -> Answer:
+    """The Answer of a script entry: `answer` as text (JSON unless a string), finish, blocked."""
+    text = answer if isinstance(answer, str) else json.dumps(answer, indent=2)
+    return Answer(text, str(entry.get("finish", "STOP")), str(entry.get("blocked", "")))

@@ -16,8 +16,8 @@ from car_jax.vlm.retry import RetryPolicy
 BACKENDS = ("gemini", "openai", "replay")
 
 
-def add_vlm_arguments(p: argparse.ArgumentParser) -> None:
-    """The VLM options shared by `car-jax generate` and `car-jax run`."""
+def add_vlm_arguments(p: argparse.ArgumentParser, search: bool = False) -> None:
+    """The VLM options shared by `car-jax generate`, `run` and (`search=True`) `search`."""
     g = p.add_argument_group("vision-language model")
     g.add_argument(
         "--vlm",
@@ -37,7 +37,10 @@ def add_vlm_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="DIR",
-        help="replay answers from DIR (<Task>.<mode>/roundN.json scripts or <Task>.<mode>.py "
+        help="replay candidates from DIR (<Task>.<mode>/candidates<k>.json scripts, else the "
+        "<Task>.<mode>.py spec); repeatable (default prompts/replay/search)"
+        if search
+        else "replay answers from DIR (<Task>.<mode>/roundN.json scripts or <Task>.<mode>.py "
         "specs) before prompts/reference/; repeatable (e.g. prompts/replay)",
     )
     g.add_argument(
@@ -48,7 +51,10 @@ def add_vlm_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--vlm-attempts", type=int, default=5, help="tries per request (5)")
     g.add_argument("--vlm-temperature", type=float, default=0.2, help="sampling temperature (0.2)")
-    g.add_argument("--rounds", type=int, default=3, help="program rounds, feedback included (3)")
+    if not search:  # a search's rounds are its --iterations
+        g.add_argument(
+            "--rounds", type=int, default=3, help="program rounds, feedback included (3)"
+        )
     g.add_argument("--prompt-dir", default=None, help="folder of replacement prompt templates")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     g.add_argument(
