@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also compute the state-mode program inputs each step",
     )
     p.add_argument("--out", type=Path, default=RESULTS / "env_throughput.json")
+    p.add_argument("--note", default="", help="free text stored in the JSON (e.g. machine load)")
     args = p.parse_args(argv)
 
     rows = []
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "env_throughput",
         "command": command(__file__, argv),
         "machine": machine(),
+        "note": args.note,
         "settings": {
             "steps": args.steps,
             "repeats": args.repeats,
