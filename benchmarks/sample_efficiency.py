@@ -197,6 +197,8 @@ def merge_runs(runs: list[dict], note: str = "") -> dict:
             filled.setdefault("note", run.get("note"))
             tasks[task_id] = filled
         not_run += run.get("not_run", [])
+    order = {t: i for i, t in enumerate(TASKS)}
+    tasks = dict(sorted(tasks.items(), key=lambda kv: order.get(kv[0], len(order))))
     first = runs[-1]
     return {
         **{k: first[k] for k in ("benchmark", "protocol", "threshold", "rewards") if k in first},
