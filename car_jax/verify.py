@@ -1004,6 +1004,8 @@ class Verifier:
         evaluated in one batched call per rollout set."""
         from car_jax.dsl import DSLCompileError
 
+        if not specs:
+            return []
         ready = []
         for spec in specs:  # compile once for both sets
             try:
