@@ -24,6 +24,8 @@ from car_jax.spec import RewardSpec, compile_spec
 from car_jax.sprite_inputs import observe_cells, task_sprite_frames
 
 REFERENCE = Path(__file__).resolve().parents[1] / "prompts" / "reference"
+# Frame pixels checked per compiled call of `check_primitives` (states x H x W): bounds memory.
+PIXELS_PER_CALL = 1 << 21
 # Families with grid frames (brax and classic control draw with PIL on the host: not made here).
 SPRITE_TASKS = [
     t
@@ -158,12 +160,26 @@ def check_primitives(task_id, n, horizon, tols=(0, 4), level="full"):
                     res[(wname, ci, tol)] = (d, lzo)
         return res
 
-    out = jax.device_get(jax.jit(jax.vmap(both))(ids))
-    for where, (drawn, lazy_vals) in out.items():
-        for name in drawn:
-            a, b = np.asarray(drawn[name]), np.asarray(lazy_vals[name])
-            assert a.dtype == b.dtype and a.shape == b.shape, (task_id, where, name)
-            assert a.tobytes() == b.tobytes(), f"{task_id} {where} {name}: lazy != drawn"
+    # NOTE: memory grows with states x frame pixels x (windows x colours x tols): every call
+    # keeps masks and drawn frames of both paths live, and returns the masks. All states at once
+    # were 20+ GB on DoorKey-16x16 (killed), so states go in chunks of a bounded pixel count,
+    # one compiled function for all (the last chunk padded by repeating a state, then cut).
+    check = jax.jit(jax.vmap(both))
+    n_states = int(ids.shape[0])
+    chunk = min(
+        n_states, max(1, PIXELS_PER_CALL // (tables.frame_shape[0] * tables.frame_shape[1]))
+    )
+    for start in range(0, n_states, chunk):
+        part = ids[start : start + chunk]
+        real = int(part.shape[0])
+        if real < chunk:
+            part = jnp.concatenate([part, jnp.repeat(part[:1], chunk - real, axis=0)])
+        out = jax.device_get(check(part))
+        for where, (drawn, lazy_vals) in out.items():
+            for name in drawn:
+                a, b = np.asarray(drawn[name])[:real], np.asarray(lazy_vals[name])[:real]
+                assert a.dtype == b.dtype and a.shape == b.shape, (task_id, where, name)
+                assert a.tobytes() == b.tobytes(), f"{task_id} {where} {name}: lazy != drawn"
     return ids
 
 
