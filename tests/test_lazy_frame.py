@@ -242,6 +242,14 @@ def mixed(obs):
     spot = colour_cell(obs.frame, AGENT_RGB, TILE_PX, min_pixels=4)
     return pixel_count(top, GREY_RGB) + max(inv[4, 4]) + box[2] * 3 + spot[1] + blob_count(colour_mask(obs.frame, GREY_RGB))
 """,
+    # three-index slices keeping every channel (a common way to write it) stay lazy
+    "channel_slices": """
+def channel_slices(obs):
+    grid = obs.frame[: INVENTORY_ROW * TILE_PX, :, :]
+    inv = obs.frame[INVENTORY_ROW * TILE_PX :, 0:TILE_PX, 0:3]
+    c = colour_centroid(grid, AGENT_RGB, 10)
+    return c[0] * 100.0 + c[1] + pixel_count(inv, YELLOW_RGB, 10) * 1000.0
+""",
     "where_on_frame": """
 def where_on_frame(obs):
     f = obs.frame[3:30, 5:37]
@@ -267,6 +275,17 @@ def test_programs_mixing_lazy_and_pixel_reads(name):
     drawn, cells = jax.jit(jax.vmap(both))(ids)
     assert np.asarray(drawn).tobytes() == np.asarray(cells).tobytes()
     assert len(np.unique(np.asarray(drawn))) > 1  # the program does vary along the rollouts
+
+
+def test_three_index_slices_keeping_every_channel_stay_lazy():
+    task = envs.make("MiniGrid-DoorKey-5x5")
+    tables = lz.SheetTables(task.sprite_frames("pixels")["frame"])
+    frame = lz.LazyFrame(jnp.zeros((6, 5), jnp.int32), tables)
+    for channels in (slice(None), slice(0, 3), slice(None, None, 1)):
+        sub = frame.sliced((slice(3, 20), slice(None, 8), channels))
+        assert isinstance(sub, lz.LazyFrame) and sub.shape == (17, 8, 3)
+    for other in (slice(0, 2), slice(None, None, -1), 1):
+        assert frame.sliced((slice(3, 20), slice(None), other)) is None  # drawn instead
 
 
 def test_sheet_mismatching_the_input_is_refused():
