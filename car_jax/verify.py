@@ -3,7 +3,9 @@
 Every program is evaluated once on every VALID step of every trajectory (padding after an
 episode's end is skipped: valid steps are gathered into fixed-size chunks, one compiled
 `vmap` per chunk size); the per-step results are reduced to per-sub-task figures and a `Verdict`
-whose reasons are plain sentences a person or a VLM can act on. The criteria, their defaults
+whose reasons are plain sentences a person or a VLM can act on. Pixel specs of sprite-grid tasks
+are evaluated on cell ids (lazy frames), and K specs share one compiled evaluation
+(`verify_specs`, `Verifier.verify_many` / `final_many`), with the verdicts of each alone. The criteria, their defaults
 and why each exists are in docs/verification.md.
 """
 
@@ -471,7 +473,7 @@ def completion_figures(compiled):
     """The dense reference path: a jitted `(inputs, valid, min_steps) -> (completed, first, at_start)`.
 
     Evaluates every step, padding included, in one `vmap(vmap(...))`; `verify_spec` evaluates
-    valid steps only (`evaluate_valid_steps`) with identical figures. Kept for the benchmark.
+    valid steps only (`evaluate_valid_steps`) with identical figures. Kept as the tests' reference.
     """
     import jax
     import jax.numpy as jnp
