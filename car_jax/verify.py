@@ -3,10 +3,10 @@
 Every program is evaluated once on every VALID step of every trajectory (padding after an
 episode's end is skipped: valid steps are gathered into fixed-size chunks, one compiled
 `vmap` per chunk size); the per-step results are reduced to per-sub-task figures and a `Verdict`
-whose reasons are plain sentences a person or a VLM can act on. Pixel specs of sprite-grid tasks
-are evaluated on cell ids (lazy frames), and K specs share one compiled evaluation
-(`verify_specs`, `Verifier.verify_many` / `final_many`), with the verdicts of each alone. The criteria, their defaults
-and why each exists are in docs/verification.md.
+whose reasons are plain sentences a person or a VLM can act on. Pixel specs of sprite-grid
+tasks are evaluated on cell ids (lazy frames), and K specs share one compiled evaluation
+(`verify_specs`, `Verifier.verify_many` / `final_many`), with the verdicts of each alone. The
+criteria, their defaults and why each exists are in docs/verification.md.
 """
 
 from __future__ import annotations
