@@ -421,3 +421,22 @@ def test_verifier_final_many_equals_final(verifier):
         assert v.feedback_verdict.rollout_set == "feedback"
     assert not many[1].passed and "does not compile" in many[1].reasons[0]
     assert [v.passed for v in verifier.verify_many([good, early])] == [True, False]
+
+
+def test_search_judges_its_candidates_in_one_batched_call(verifier, monkeypatch):
+    from car_jax.search import Candidate, judge
+
+    calls = []
+    real = verifier.final_many
+    monkeypatch.setattr(
+        verifier, "final_many", lambda specs: calls.append(len(specs)) or real(specs)
+    )
+    good = _spec(*MINIGRID.good)
+    early = _spec(*MINIGRID.good[:-1], ("solved", MINIGRID.early_last))
+    broken = _spec(("broken", "no_such_primitive(obs.agent_pos)"), MINIGRID.good[-1])
+    cands = [Candidate(name=f"c{i}", iteration=1) for i in range(3)]
+    out = judge(cands, [good, broken, early], verifier.task, "state", verifier)
+    assert calls == [2]  # the two that compile, in one call
+    assert out[0] is not None and out[1] is None and out[2] is None
+    assert cands[0].verdict.passed and cands[1].reason.startswith("does not compile")
+    assert cands[2].reason.startswith("verification: ") and "steps before" in cands[2].reason
