@@ -25,6 +25,7 @@ from car_jax.verify import (
     VerificationRollouts,
     Verifier,
     collect_verification_rollouts,
+    compile_for_verification,
     completion_figures,
     completion_matrix,
     verify_spec,
@@ -367,20 +368,31 @@ def _pixel_specs(task):
     return out
 
 
-def test_pixel_verdicts_on_cell_ids_equal_drawn_frames(pixel_sets):
+# the random set is noisy expert runs: sub-tasks fire more often than for a random agent
+PIXEL_CRITERIA = Criteria(random_rate=0.5)
+
+
+@pytest.fixture(scope="module")
+def pixel_specs(pixel_sets):
+    """`_pixel_specs` compiled once (the evaluators compiled for them serve every test)."""
+    task = pixel_sets[0]
+    return [compile_for_verification(s, task, "pixels") for s in _pixel_specs(task)]
+
+
+def test_pixel_verdicts_on_cell_ids_equal_drawn_frames(pixel_sets, pixel_specs):
     task, cells, drawn = pixel_sets
-    specs = _pixel_specs(task)
-    # the random set is noisy expert runs: sub-tasks fire more often than for a random agent
-    crit = Criteria(random_rate=0.5)
-    on_cells = verify_specs(specs, task, cells.expert, cells.random, crit, cells.epsilon)
-    on_frames = verify_specs(specs, task, drawn.expert, drawn.random, crit, drawn.epsilon)
+    assert all(p.sprite_frames for p in pixel_specs[0].programs)
+    assert not pixel_specs[-1].programs[0].sprite_frames  # compiled without the sheets
+    crit = PIXEL_CRITERIA
+    on_cells = verify_specs(pixel_specs, task, cells.expert, cells.random, crit, cells.epsilon)
+    on_frames = verify_specs(pixel_specs, task, drawn.expert, drawn.random, crit, drawn.epsilon)
     assert [v.to_dict() for v in on_cells] == [v.to_dict() for v in on_frames]
     assert [v.passed for v in on_cells] == [True, True, False, True]
     assert "steps before the task is solved" in " ".join(on_cells[2].all_reasons())
     assert on_cells[1].subtasks[0].first_step_mean == on_cells[0].subtasks[0].first_step_mean
 
 
-def test_cell_id_trajectories_are_drawn_before_saving(pixel_sets, tmp_path):
+def test_cell_id_trajectories_are_drawn_before_saving(pixel_sets, pixel_specs, tmp_path):
     task, cells, drawn = pixel_sets
     assert cells.expert.inputs["frame"].dtype == np.uint16  # 780 sprites
     with pytest.raises(UserError, match="hold cell ids for frame, not drawn frames"):
@@ -388,12 +400,11 @@ def test_cell_id_trajectories_are_drawn_before_saving(pixel_sets, tmp_path):
     save_trajectories(tmp_path / "drawn.npz", drawn.expert, task.id)
     loaded = load_trajectories(tmp_path / "drawn.npz", task, "pixels")
     np.testing.assert_array_equal(loaded.inputs["frame"], drawn.expert.inputs["frame"])
-    # a file of drawn frames verifies with the collected cell-id sets: the same verdict
-    spec = RewardSpec.load(PIXEL_REFERENCE / f"{task.id}.pixels.py")
-    crit = Criteria(random_rate=0.5)
-    mixed = verify_spec(spec, task, loaded, cells.random, crit, cells.epsilon)
-    assert mixed.passed
-    assert mixed.to_dict() == verify_spec(spec, task, *cells[:2], crit, cells.epsilon).to_dict()
+    # a file of drawn frames verifies with the collected cell-id sets: the same verdicts
+    crit = PIXEL_CRITERIA
+    mixed = verify_specs(pixel_specs, task, loaded, cells.random, crit, cells.epsilon)
+    same = verify_specs(pixel_specs, task, cells.expert, cells.random, crit, cells.epsilon)
+    assert mixed[0].passed and [v.to_dict() for v in mixed] == [v.to_dict() for v in same]
 
 
 def test_k_specs_in_one_call_equal_each_alone():
