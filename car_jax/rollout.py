@@ -13,6 +13,12 @@ steps, `vmap` over episodes). Row `t` of a trajectory holds:
 
 `success[n]` is True where `task.success` held in some valid state of the episode.
 
+`cells=True` records every sprite-grid input the task declares (`task.sprite_frames(mode)`, e.g.
+the MiniGrid `frame`) as its cell ids uint16 [N, T, rows, cols] instead of the drawn frame
+(`Trajectories.cell_inputs` names them): 2 bytes per cell instead of px*px*3 (96x smaller for
+8-pixel tiles). Programs compiled with the task's sprite sheets read them as they are (lazily,
+bit for bit the drawn values); `draw_frames` turns them back into frames, as files hold.
+
 File schema (version 2; version-1 files, without `solved`, still load with `solved=None`), one `.npz` written with `numpy.savez_compressed`, no pickles:
 
 | key | dtype | shape | meaning |
@@ -43,6 +49,7 @@ import numpy as np
 from flax import struct
 
 from car_jax.errors import UserError
+from car_jax.sprite_inputs import observe_cells, task_sprite_frames
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -64,6 +71,8 @@ class Trajectories(struct.PyTreeNode):
     success: jax.Array
     solved: jax.Array | None = None
     mode: str = struct.field(pytree_node=False, default="state")
+    # Inputs recorded as sprite cell ids [N, T, rows, cols] instead of drawn frames (cells=True).
+    cell_inputs: tuple[str, ...] = struct.field(pytree_node=False, default=())
 
     @property
     def n(self) -> int:
@@ -101,14 +110,27 @@ def _resolve_policy(task: Any, policy: str | Policy) -> Policy:
     )
 
 
+def _cell_dtype(sheet: Any) -> Any:
+    """The smallest unsigned dtype that holds every sprite index of `sheet`."""
+    return jnp.uint8 if len(sheet.sprites) <= 256 else jnp.uint16
+
+
 @functools.lru_cache(maxsize=64)
-def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str):
-    # NOTE: task, policy, n, horizon and mode are static: one compiled program per combination,
+def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str, cells: bool = False):
+    # NOTE: task, policy, n, horizon, mode and cells are static: one compiled program per combination,
     # cached here so repeated calls (new keys) do not recompile. The expert and the
     # epsilon-expert share one program: `epsilon` (the share of random actions) is traced.
     act = _resolve_policy(task, policy)
     mixed = policy == "expert"
     a_dtype = _action_dtype(task)
+    sheets = task_sprite_frames(task, mode) if cells else {}
+
+    def observe(state):
+        if not sheets:
+            return task.observe(state, mode)
+        # NOTE: under jit the drawn frames `observe` also computes are unused and compiled away.
+        obs = observe_cells(task, state, mode)
+        return {k: v.astype(_cell_dtype(sheets[k])) if k in sheets else v for k, v in obs.items()}
 
     def episode(key: jax.Array, epsilon: jax.Array):
         key, k_reset = jax.random.split(key)
@@ -118,7 +140,7 @@ def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str):
             state, terminal, ended, key = carry
             key, k_act, k_step = jax.random.split(key, 3)
             valid = ~ended
-            obs = task.observe(state, mode)
+            obs = observe(state)
             succ = task.success(state) & valid
             action = jnp.asarray(act(k_act, state, task.params)).astype(a_dtype)
             if mixed:
@@ -142,7 +164,8 @@ def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str):
     def run(key: jax.Array, epsilon: jax.Array) -> Trajectories:
         keys = jax.random.split(key, n)
         obs, actions, reward, valid, success = jax.vmap(episode, (0, None))(keys, epsilon)
-        return Trajectories(obs, actions, reward, valid, success.any(axis=1), success, mode=mode)
+        return Trajectories(obs, actions, reward, valid, success.any(axis=1), success, mode=mode,
+                            cell_inputs=tuple(sheets))  # fmt: skip
 
     return run
 
@@ -154,6 +177,8 @@ def collect_rollouts(
     n: int,
     horizon: int | None = None,
     mode: str = "state",
+    *,
+    cells: bool = False,
 ) -> Trajectories:
     """Run `n` episodes of `horizon` steps (default: the task's time limit + 1) in one jitted call.
 
@@ -165,6 +190,8 @@ def collect_rollouts(
         n: number of episodes (rows).
         horizon: number of states per episode; `task.max_steps + 1` covers a whole episode.
         mode: the program input mode recorded in `inputs`.
+        cells: record the task's sprite-grid inputs as cell ids, not drawn frames (see the
+            module docstring); no effect where the task declares none for `mode`.
     """
     if n < 1:
         raise UserError(f"number of episodes must be >= 1, got {n}")
@@ -178,7 +205,20 @@ def collect_rollouts(
     epsilon = EPSILON if policy == "epsilon-expert" else 0.0
     if policy == "epsilon-expert":
         policy = "expert"
-    return _build(task, policy, int(n), horizon, mode)(key, jnp.float32(epsilon))
+    cells = bool(cells and task_sprite_frames(task, mode))
+    return _build(task, policy, int(n), horizon, mode, cells)(key, jnp.float32(epsilon))
+
+
+def draw_frames(traj: Trajectories, task: Any) -> Trajectories:
+    """`traj` with every input recorded as cell ids drawn as its frame (what files hold)."""
+    if not traj.cell_inputs:
+        return traj
+    sheets = task_sprite_frames(task, traj.mode)
+    inputs = dict(traj.inputs)
+    for name in traj.cell_inputs:
+        draw = jax.jit(jax.vmap(jax.vmap(sheets[name].draw)))
+        inputs[name] = draw(jnp.asarray(inputs[name], jnp.int32))
+    return traj.replace(inputs=inputs, cell_inputs=())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -187,6 +227,11 @@ def collect_rollouts(
 
 def save_trajectories(path: str | os.PathLike, traj: Trajectories, task_id: str) -> None:
     """Write `traj` as a schema-versioned `.npz` (see the module docstring for the schema)."""
+    if traj.cell_inputs:
+        raise UserError(
+            f"these trajectories hold cell ids for {', '.join(traj.cell_inputs)}, not drawn "
+            "frames; files hold frames: save `car_jax.rollout.draw_frames(traj, task)` instead"
+        )
     names = list(traj.inputs)
     arrays: dict[str, np.ndarray] = {
         "schema_version": np.asarray(SCHEMA_VERSION, np.int64),

@@ -5,8 +5,8 @@ One conversation per search: iteration 1 sends `prompts/search.md` (with the ini
 images), every later iteration `prompts/reflect.md` carrying the training summary of the previous
 one. Each answer is `{"candidates": [{"task", "idea", "programs": [...]}, ...]}` (schema
 `CANDIDATES_SCHEMA`, K = its `maxItems`). Candidates that do not parse, compile or verify (held-out
-verdict, `Verifier.final`) are left out with their reason; the others are trained together with
-`car_jax.multi.train_specs` and ranked by final greedy eval success (IQM over seeds), ties broken
+verdict; all K in one batched `Verifier.final_many`) are left out with their reason; the others are
+trained together with `car_jax.multi.train_specs` and ranked by final greedy eval success (IQM over seeds), ties broken
 by fewer env steps to sustained 90% (then by the sampling policy's success).
 
 Run directory: the conversation (`NN-search/`, `NN-reflect/`: prompt, answer, request record;
@@ -128,22 +128,36 @@ def parse_candidates(text: str, cut_off: str, k: int) -> list[tuple[str, Any, li
     return out
 
 
-def judge(candidate: Candidate, spec: Any, task: Any, mode: str, verifier: Any) -> Any:
-    """Compile and verify (held-out verdict) one candidate; returns its CompiledSpec or None."""
-    from car_jax.dsl import DSLCompileError
-    from car_jax.spec import compile_spec
+def judge(candidates: list[Candidate], specs: list[Any], task: Any, mode: str,
+          verifier: Any) -> list[Any]:  # fmt: skip
+    """Compile every candidate, then verify all that compile in ONE batched call (held-out
+    verdicts, `Verifier.final_many`); returns each one's CompiledSpec, or None with its reason.
 
-    try:
-        compiled = compile_spec(spec, task.inputs(mode), task.constants(mode))
-    except DSLCompileError as err:
-        candidate.reason = "does not compile: " + "; ".join(str(e) for e in err.errors[:5])
-        return None
-    verdict = getattr(verifier, "final", verifier)(compiled)
-    candidate.verdict = verdict
-    if not verdict.passed:
-        reasons = verdict.all_reasons() or ["rejected by verification"]
-        candidate.reason = "verification: " + "; ".join(reasons[:4])
-        return None
+    A verifier without `final_many` judges them one by one with `final` (or by calling it).
+    """
+    from car_jax.dsl import DSLCompileError
+    from car_jax.verify import compile_for_verification
+
+    compiled: list[Any] = []
+    for c, spec in zip(candidates, specs):
+        try:
+            compiled.append(compile_for_verification(spec, task, mode))
+        except DSLCompileError as err:
+            c.reason = "does not compile: " + "; ".join(str(e) for e in err.errors[:5])
+            compiled.append(None)
+    ready = [i for i, x in enumerate(compiled) if x is not None]
+    if hasattr(verifier, "final_many"):
+        verdicts = verifier.final_many([compiled[i] for i in ready])
+    else:
+        final = getattr(verifier, "final", verifier)
+        verdicts = [final(compiled[i]) for i in ready]
+    for i, verdict in zip(ready, verdicts):
+        c = candidates[i]
+        c.verdict = verdict
+        if not verdict.passed:
+            reasons = verdict.all_reasons() or ["rejected by verification"]
+            c.reason = "verification: " + "; ".join(reasons[:4])
+            compiled[i] = None
     return compiled
 
 
@@ -275,7 +289,8 @@ def search(
 
     Args:
       task, mode: the task and program input mode.
-      backend: a VLM backend; verifier: `spec -> Verdict` with `.final` (held-out verdict).
+      backend: a VLM backend; verifier: a `car_jax.verify.Verifier` (`final_many`: held-out
+        verdicts of all K candidates in one batched call), or any object with `.final`.
       train_fn: `(compiled_specs, names, out_dir) -> {name: (summary entry, metrics)}`; trains
         the accepted candidates side by side (see `car_jax.commands.search`).
       candidates, iterations: K candidates per request, R requests at most.
@@ -380,6 +395,7 @@ def _run_iteration(it, answer, k, task, mode, verifier, train_fn, it_dir: Path, 
     if len(parsed) < k:
         say(f"iteration {it}: asked for {k} candidates, got {len(parsed)}")
     cands, accepted, names = [], [], []
+    to_judge: list[tuple[Candidate, Any]] = []
     for j, (idea, spec, problems) in enumerate(parsed, start=1):
         c = Candidate(name=f"i{it}c{j}", iteration=it, idea=idea)
         cands.append(c)
@@ -390,7 +406,10 @@ def _run_iteration(it, answer, k, task, mode, verifier, train_fn, it_dir: Path, 
         c.source = spec.to_source()
         c.subtasks = spec.names
         folder.write(f"{c.name}/spec.py", c.source)
-        compiled = judge(c, spec, task, mode, verifier)
+        to_judge.append((c, spec))
+    # All K candidates verified in one batched evaluation on the shared rollouts.
+    judged = judge([c for c, _ in to_judge], [s for _, s in to_judge], task, mode, verifier)
+    for (c, _), compiled in zip(to_judge, judged):
         if getattr(c, "verdict", None) is not None:
             folder.write_verdict(c.name, c.verdict)
         if compiled is None:

@@ -3,8 +3,10 @@
 Every program is evaluated once on every VALID step of every trajectory (padding after an
 episode's end is skipped: valid steps are gathered into fixed-size chunks, one compiled
 `vmap` per chunk size); the per-step results are reduced to per-sub-task figures and a `Verdict`
-whose reasons are plain sentences a person or a VLM can act on. The criteria, their defaults
-and why each exists are in docs/verification.md.
+whose reasons are plain sentences a person or a VLM can act on. Pixel specs of sprite-grid
+tasks are evaluated on cell ids (lazy frames), and K specs share one compiled evaluation
+(`verify_specs`, `Verifier.verify_many` / `final_many`), with the verdicts of each alone. The
+criteria, their defaults and why each exists are in docs/verification.md.
 """
 
 from __future__ import annotations
@@ -342,14 +344,39 @@ def _gather_rows():
     return jax.jit(lambda flat, idx: jax.tree.map(lambda a: jnp.take(a, idx, axis=0), flat))
 
 
-def _evaluator(compiled):
-    """A cached `jit(vmap(compiled.evaluate))` over a flat batch of steps."""
-    import jax
+def _evaluator(specs: tuple, sheets: dict[str, Any]):
+    """A cached `jit(vmap(...))` of every program of `specs` over a flat batch of steps.
 
-    cache = compiled._jit_cache
-    if "evaluate_flat" not in cache:
-        cache["evaluate_flat"] = jax.jit(jax.vmap(compiled.evaluate))
-    return cache["evaluate_flat"]
+    Inputs given as sprite cell ids (`sheets`: the task's sprite-grid inputs) go as they are to
+    the specs compiled with those sheets (lazy frames); the others get the frame drawn from the
+    ids (the task's own sprite gather; under jit it is compiled away where nobody reads it).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    key = ("evaluate_flat", specs[1:], tuple(sorted(sheets)))
+    cache = specs[0]._jit_cache
+    if key not in cache:
+        reads = [
+            {k for k in sheets if all(k in p.sprite_frames for p in c.programs)} for c in specs
+        ]
+
+        def evaluate(obs):
+            drawn = {}
+            for name, sheet in sheets.items():
+                v = obs.get(name)
+                # NOTE: shapes are static: ids or frame is decided at trace time.
+                if v is not None and tuple(v.shape) == tuple(sheet.grid_shape):
+                    drawn[name] = sheet.draw(v.astype(jnp.int32))
+            done, nan = [], []
+            for c, cells in zip(specs, reads):
+                d, m = c.evaluate({**obs, **{k: v for k, v in drawn.items() if k not in cells}})
+                done.append(d)
+                nan.append(m)
+            return jnp.concatenate(done), jnp.concatenate(nan)
+
+        cache[key] = jax.jit(jax.vmap(evaluate))
+    return cache[key]
 
 
 def chunk_size(valid_steps: int) -> int:
@@ -357,18 +384,40 @@ def chunk_size(valid_steps: int) -> int:
     return min(CHUNK_STEPS, 1 << max(0, int(math.ceil(math.log2(max(1, valid_steps))))))
 
 
-def evaluate_valid_steps(compiled, traj, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _as_specs(compiled) -> tuple:
+    """One CompiledSpec or a sequence of them, as a tuple."""
+    return tuple(compiled) if isinstance(compiled, list | tuple) else (compiled,)
+
+
+def evaluate_valid_steps(
+    compiled, traj, chunk: int | None = None, *, task=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Every program on every valid step only: (done [N, T, K], nan [N, T, K]), False off `valid`.
 
-    Valid steps are gathered into chunks of a fixed size (`chunk_size`; the last one padded by
-    repeating a valid step, its results dropped), so padding after episodes end costs nothing
-    and one compiled function serves every chunk.
+    `compiled` is one CompiledSpec or several (their programs concatenated along K, evaluated
+    in ONE compiled function). Valid steps are gathered into chunks of a fixed size
+    (`chunk_size`; the last one padded by repeating a valid step, its results dropped), so
+    padding after episodes end costs nothing and one compiled function serves every chunk.
+    Trajectories that hold cell ids (`traj.cell_inputs`) need `task` (its sprite sheets) unless
+    every spec was compiled with them.
     """
     import jax.numpy as jnp
 
+    from car_jax.sprite_inputs import task_sprite_frames
+
+    specs = _as_specs(compiled)
+    sheets = task_sprite_frames(task, traj.mode) if task is not None else {}
+    for name in traj.cell_inputs:
+        if name not in sheets and not all(
+            name in p.sprite_frames for c in specs for p in c.programs
+        ):
+            raise UserError(
+                f"the trajectories hold cell ids for input {name!r} but no sprite sheet draws "
+                "them: pass the task, or compile the spec with its sprite frames"
+            )
     valid = np.asarray(traj.valid, bool)
     n, t = valid.shape
-    k = len(compiled.programs)
+    k = sum(len(c.programs) for c in specs)
     done = np.zeros((n * t, k), bool)
     nan = np.zeros((n * t, k), bool)
     idx = np.flatnonzero(valid.reshape(-1))
@@ -376,7 +425,7 @@ def evaluate_valid_steps(compiled, traj, chunk: int | None = None) -> tuple[np.n
         return done.reshape(n, t, k), nan.reshape(n, t, k)
     size = chunk or chunk_size(idx.size)
     flat = {name: a.reshape(n * t, *a.shape[2:]) for name, a in traj.inputs.items()}
-    evaluate = _evaluator(compiled)
+    evaluate = _evaluator(specs, {k_: sheets[k_] for k_ in traj.cell_inputs if k_ in sheets})
     for start in range(0, idx.size, size):
         part = idx[start : start + size]
         padded = np.concatenate([part, np.full(size - part.size, part[0], part.dtype)])
@@ -424,7 +473,7 @@ def completion_figures(compiled):
     """The dense reference path: a jitted `(inputs, valid, min_steps) -> (completed, first, at_start)`.
 
     Evaluates every step, padding included, in one `vmap(vmap(...))`; `verify_spec` evaluates
-    valid steps only (`evaluate_valid_steps`) with identical figures. Kept for the benchmark.
+    valid steps only (`evaluate_valid_steps`) with identical figures. Kept as the tests' reference.
     """
     import jax
     import jax.numpy as jnp
@@ -465,6 +514,18 @@ def _select(fig: SetFigures, keep: np.ndarray) -> SetFigures:
 
 
 # --- the verdict ----------------------------------------------------------------------------------
+def compile_for_verification(spec, task, mode: str):
+    """Compile `spec` for `task`'s inputs of `mode`, with its sprite sheets (programs then also
+    read cell ids, lazily); a `CompiledSpec` is returned as is. DSLCompileError when it fails."""
+    from car_jax.spec import CompiledSpec, compile_spec
+    from car_jax.sprite_inputs import task_sprite_frames
+
+    if isinstance(spec, CompiledSpec):
+        return spec
+    return compile_spec(spec, task.inputs(mode), task.constants(mode),
+                        sprite_frames=task_sprite_frames(task, mode))  # fmt: skip
+
+
 def verify_spec(
     spec_or_compiled,
     task,
@@ -479,17 +540,41 @@ def verify_spec(
     """Verify a spec on expert, random and (optional) epsilon-expert trajectories.
 
     Args:
-      spec_or_compiled: a `RewardSpec` (compiled here against the trajectories' mode) or a
-        `CompiledSpec`.
-      task: the Task the trajectories come from (used for its id and input spec).
-      expert, random: `Trajectories` of the expert and of a random policy, same mode.
+      spec_or_compiled: a `RewardSpec` (compiled here against the trajectories' mode, with the
+        task's sprite sheets; DSLCompileError when it does not compile) or a `CompiledSpec`.
+      task: the Task the trajectories come from (used for its id, input spec and sprite sheets).
+      expert, random: `Trajectories` of the expert and of a random policy, same mode; drawn
+        frames or cell ids (`collect_rollouts(..., cells=True)`), with the same verdict.
       epsilon: `Trajectories` of the expert with a share of random actions (near misses), or None.
       rollout_set, seed: where the trajectories come from, recorded in the verdict.
     Returns:
       The `Verdict`. Expert runs that do not succeed are dropped with a note; fewer than
       `MIN_EXPERT_RUNS` left is a UserError.
     """
-    from car_jax.spec import CompiledSpec, compile_spec
+    compiled = compile_for_verification(spec_or_compiled, task, expert.mode)
+    return verify_specs([compiled], task, expert, random, criteria, epsilon,
+                        rollout_set=rollout_set, seed=seed)[0]  # fmt: skip
+
+
+def verify_specs(
+    specs,
+    task,
+    expert,
+    random,
+    criteria: Criteria | None = None,
+    epsilon=None,
+    *,
+    rollout_set: str = "given",
+    seed: int | None = None,
+) -> list[Verdict]:
+    """Verify K specs on the same trajectories in ONE compiled evaluation; a Verdict per spec.
+
+    Every spec's programs are concatenated into one evaluator over the same chunks of valid
+    steps; the completion matrix is split per spec and each is judged as `verify_spec` judges
+    it alone (the same verdicts). A `RewardSpec` that does not compile gets a rejected Verdict
+    saying why (`Verdict.passed` False, no sub-task figures), not an exception.
+    """
+    from car_jax.dsl import DSLCompileError
 
     criteria = criteria or Criteria()
     for other, what in ((random, "random"), (epsilon, "epsilon-expert")):
@@ -501,22 +586,55 @@ def verify_spec(
         raise UserError(
             f"verification needs expert and random trajectories; got {expert.n} and {random.n}"
         )
-    if isinstance(spec_or_compiled, CompiledSpec):
-        compiled = spec_or_compiled
-    else:
-        compiled = compile_spec(
-            spec_or_compiled, task.inputs(expert.mode), task.constants(expert.mode)
-        )
-    spec = compiled.spec
+    compiled: list[Any] = []
+    failed: dict[int, Verdict] = {}
+    for i, spec in enumerate(specs):
+        try:
+            compiled.append(compile_for_verification(spec, task, expert.mode))
+        except DSLCompileError as err:
+            failed[i] = _not_compiled(spec, err, criteria, rollout_set, seed)
     ms = criteria.min_steps
     sets = {"expert": expert, "random": random}
     if epsilon is not None:
         sets["epsilon"] = epsilon
-    figs = {
-        name: set_figures(*evaluate_valid_steps(compiled, traj), traj, ms)
-        for name, traj in sets.items()
-    }
+    per_set = {}  # set name -> per compiled spec SetFigures
+    if compiled:
+        ends = np.cumsum([len(c.programs) for c in compiled])[:-1]
+        for name, traj in sets.items():
+            done, nan = evaluate_valid_steps(compiled, traj, task=task)
+            per_set[name] = [
+                set_figures(d, m, traj, ms)
+                for d, m in zip(np.split(done, ends, axis=2), np.split(nan, ends, axis=2))
+            ]
+    verdicts = iter(
+        _verdict(
+            c,
+            {name: figs[i] for name, figs in per_set.items()},
+            random,
+            criteria,
+            rollout_set,
+            seed,
+        )  # fmt: skip
+        for i, c in enumerate(compiled)
+    )
+    return [failed[i] if i in failed else next(verdicts) for i in range(len(specs))]
 
+
+def _not_compiled(spec, err, criteria: Criteria, rollout_set: str, seed: int | None) -> Verdict:
+    """The rejected Verdict of a spec whose programs do not compile."""
+    empty = Rate.of(np.zeros(0, bool))
+    reason = "does not compile: " + "; ".join(str(e) for e in err.errors[:5])
+    whole = WholeTask("", 0, empty, float("nan"), empty, float("nan"), [], empty,
+                      ["the spec does not compile: nothing was evaluated"])  # fmt: skip
+    return Verdict(task=getattr(spec, "task", ""), passed=False, subtasks=[], whole_task=whole,
+                   n_expert=0, n_random=0, n_epsilon=0, order_fraction=0.0, criteria=criteria,
+                   reasons=[reason], rollout_set=rollout_set, seed=seed)  # fmt: skip
+
+
+def _verdict(compiled, figs: dict[str, SetFigures], random, criteria: Criteria,
+             rollout_set: str, seed: int | None) -> Verdict:  # fmt: skip
+    """Judge one spec from its per-set figures (see `verify_spec`)."""
+    spec = compiled.spec
     notes: list[str] = []
     ef_all = figs["expert"]
     n_all = ef_all.success.size
@@ -744,6 +862,7 @@ def collect_verification_rollouts(
     *,
     near_miss: bool = True,
     held_out: bool = False,
+    cells: bool | None = None,
 ) -> VerificationRollouts:
     """`n` expert, `n` random and `n` epsilon-expert Trajectories for verifying programs on `task`.
 
@@ -755,11 +874,17 @@ def collect_verification_rollouts(
     scripted expert with a share `car_jax.rollout.EPSILON` of random actions; near misses) last
     as long as random runs, so that many end close to success without reaching it; they are
     collected when `near_miss` and the task has a scripted expert. `held_out` draws every rollout from another random stream of `seed`.
+    `cells` (default: wherever the task declares sprite-grid inputs for `mode`) records those
+    inputs as cell ids instead of drawn frames (`collect_rollouts(..., cells=True)`): the same
+    verdicts, a fraction of the memory, and programs read them without drawing.
     """
     import jax
 
     from car_jax.rollout import collect_rollouts
+    from car_jax.sprite_inputs import task_sprite_frames
 
+    if cells is None:
+        cells = bool(task_sprite_frames(task, mode))
     if n < 1:
         raise UserError(f"the number of trajectories must be at least 1, got {n}")
     base = jax.random.key(seed)
@@ -779,18 +904,22 @@ def collect_verification_rollouts(
             probe = collect_rollouts(task, "expert", k_e, n, None, mode="state")
             longest = int(np.asarray(probe.valid).sum(axis=1).max()) + 1
             horizon = min(task.max_steps + 1, _bucket(longest))  # rows past the end are invalid
-        expert = collect_rollouts(task, "expert", k_e, n, horizon, mode=mode)
+        expert = collect_rollouts(task, "expert", k_e, n, horizon, mode=mode, cells=cells)
     longest = max(1, int(np.asarray(expert.valid).sum(axis=1).max()))
     if random is None:
         # NOTE: collected to a horizon rounded up (so another seed's set reuses the compiled
         # rollout), then cut: the rows are those of a rollout of exactly that length.
         h = random_horizon or longest
-        random = _cut(collect_rollouts(task, "random", k_r, n, _bucket(h), mode=mode), h)
+        random = _cut(
+            collect_rollouts(task, "random", k_r, n, _bucket(h), mode=mode, cells=cells), h
+        )
     epsilon = None
     if near_miss and task.expert is not None:
         # NOTE: collected with the expert's compiled program (same n and horizon; epsilon is
         # traced), then cut to the random runs' length: rows are identical to a shorter rollout.
-        full = collect_rollouts(task, "epsilon-expert", k_p, n, expert.horizon, mode=mode)
+        full = collect_rollouts(
+            task, "epsilon-expert", k_p, n, expert.horizon, mode=mode, cells=cells
+        )
         epsilon = _cut(full, random.horizon)
     return VerificationRollouts(expert, random, epsilon)
 
@@ -811,10 +940,15 @@ def _cut(traj, horizon: int):
 
 
 class Verifier:
-    """Stage 2 for the generate loop: `verifier(spec)` judges on the FEEDBACK rollouts (what the
-    model's rounds see); `verifier.final(spec)` judges on HELD-OUT rollouts from another random
-    stream, and that verdict (which records the feedback one) is the one that accepts a spec.
-    Rollouts are collected once, on first use.
+    """Stage 2 for the generate loop and the search: `verifier(spec)` judges on the FEEDBACK
+    rollouts (what the model's rounds see); `verifier.final(spec)` judges on HELD-OUT rollouts
+    from another random stream, and that verdict (which records the feedback one) is the one that
+    accepts a spec. `verify_many(specs)` / `final_many(specs)` judge K specs in one batched
+    evaluation (the same verdicts as one by one). Rollouts are collected once, on first use, with
+    sprite-grid inputs as cell ids where the task declares them (`cells`).
+
+    `Verifier(task, mode, n=..., horizon=..., random_horizon=..., seed=..., criteria=...)`: `n`
+    expert, random and epsilon-expert rollouts per set.
     """
 
     def __init__(
@@ -827,17 +961,19 @@ class Verifier:
         random_horizon: int | None = None,
         seed: int = 0,
         criteria: Criteria | None = None,
+        cells: bool | None = None,
     ):
         self.task, self.mode, self.n, self.seed = task, mode, n, seed
         self.horizon, self.random_horizon = horizon, random_horizon
         self.criteria = criteria
+        self.cells = cells
         self._sets: dict[bool, VerificationRollouts] = {}
 
     def _rollouts(self, held_out: bool) -> VerificationRollouts:
         if held_out not in self._sets:
             self._sets[held_out] = collect_verification_rollouts(
                 self.task, self.mode, self.n, self.seed, self.horizon, self.random_horizon,
-                held_out=held_out,
+                held_out=held_out, cells=self.cells,
             )  # fmt: skip
         return self._sets[held_out]
 
@@ -849,26 +985,50 @@ class Verifier:
         """The held-out rollout set (other random stream of the same seed)."""
         return self._rollouts(True)
 
-    def _verify(self, spec, held_out: bool) -> Verdict:
+    def compile(self, spec):
+        """`spec` compiled for this task and mode, with its sprite sheets (DSLCompileError)."""
+        return compile_for_verification(spec, self.task, self.mode)
+
+    def _verify(self, specs, held_out: bool) -> list[Verdict]:
         expert, random, epsilon = self._rollouts(held_out)
-        return verify_spec(
-            spec, self.task, expert, random, self.criteria, epsilon,
+        return verify_specs(
+            specs, self.task, expert, random, self.criteria, epsilon,
             rollout_set="held-out" if held_out else "feedback", seed=self.seed,
         )  # fmt: skip
 
+    def verify_many(self, specs) -> list[Verdict]:
+        """One verdict per spec on the feedback rollouts, all K evaluated in one batched call; a
+        spec that does not compile gets a rejected verdict saying so."""
+        return self._verify(list(specs), held_out=False)
+
+    def final_many(self, specs) -> list[Verdict]:
+        """The accepting verdicts of K specs (held-out, each recording its feedback verdict),
+        evaluated in one batched call per rollout set."""
+        from car_jax.dsl import DSLCompileError
+
+        if not specs:
+            return []
+        ready = []
+        for spec in specs:  # compile once for both sets
+            try:
+                ready.append(self.compile(spec))
+            except DSLCompileError:
+                ready.append(spec)  # judged (rejected with its errors) by verify_specs
+        verdicts = self._verify(ready, held_out=True)
+        feedback = self._verify(ready, held_out=False)
+        for verdict, fb in zip(verdicts, feedback):
+            if verdict.subtasks:  # a spec that compiled
+                verdict.feedback_verdict = fb
+        return verdicts
+
     def __call__(self, spec) -> Verdict:
-        """The verdict on the feedback rollouts."""
-        return self._verify(spec, held_out=False)
+        """The verdict on the feedback rollouts (DSLCompileError when the spec does not compile)."""
+        return self.verify_many([self.compile(spec)])[0]
 
     def final(self, spec) -> Verdict:
-        """The accepting verdict: on the held-out rollouts, with the feedback verdict recorded."""
-        from car_jax.spec import CompiledSpec, compile_spec
-
-        if not isinstance(spec, CompiledSpec):  # compile once for both sets
-            spec = compile_spec(spec, self.task.inputs(self.mode), self.task.constants(self.mode))
-        verdict = self._verify(spec, held_out=True)
-        verdict.feedback_verdict = self._verify(spec, held_out=False)
-        return verdict
+        """The accepting verdict: on the held-out rollouts, with the feedback verdict recorded
+        (DSLCompileError when the spec does not compile)."""
+        return self.final_many([self.compile(spec)])[0]
 
 
 def make_verifier(

@@ -24,6 +24,8 @@ from car_jax.spec import RewardSpec, compile_spec
 from car_jax.sprite_inputs import observe_cells, task_sprite_frames
 
 REFERENCE = Path(__file__).resolve().parents[1] / "prompts" / "reference"
+# Frame pixels checked per compiled call of `check_primitives` (states x H x W): bounds memory.
+PIXELS_PER_CALL = 1 << 21
 # Families with grid frames (brax and classic control draw with PIL on the host: not made here).
 SPRITE_TASKS = [
     t
@@ -158,12 +160,26 @@ def check_primitives(task_id, n, horizon, tols=(0, 4), level="full"):
                     res[(wname, ci, tol)] = (d, lzo)
         return res
 
-    out = jax.device_get(jax.jit(jax.vmap(both))(ids))
-    for where, (drawn, lazy_vals) in out.items():
-        for name in drawn:
-            a, b = np.asarray(drawn[name]), np.asarray(lazy_vals[name])
-            assert a.dtype == b.dtype and a.shape == b.shape, (task_id, where, name)
-            assert a.tobytes() == b.tobytes(), f"{task_id} {where} {name}: lazy != drawn"
+    # NOTE: memory grows with states x frame pixels x (windows x colours x tols): every call
+    # keeps masks and drawn frames of both paths live, and returns the masks. All states at once
+    # were 20+ GB on DoorKey-16x16 (killed), so states go in chunks of a bounded pixel count,
+    # one compiled function for all (the last chunk padded by repeating a state, then cut).
+    check = jax.jit(jax.vmap(both))
+    n_states = int(ids.shape[0])
+    chunk = min(
+        n_states, max(1, PIXELS_PER_CALL // (tables.frame_shape[0] * tables.frame_shape[1]))
+    )
+    for start in range(0, n_states, chunk):
+        part = ids[start : start + chunk]
+        real = int(part.shape[0])
+        if real < chunk:
+            part = jnp.concatenate([part, jnp.repeat(part[:1], chunk - real, axis=0)])
+        out = jax.device_get(check(part))
+        for where, (drawn, lazy_vals) in out.items():
+            for name in drawn:
+                a, b = np.asarray(drawn[name])[:real], np.asarray(lazy_vals[name])[:real]
+                assert a.dtype == b.dtype and a.shape == b.shape, (task_id, where, name)
+                assert a.tobytes() == b.tobytes(), f"{task_id} {where} {name}: lazy != drawn"
     return ids
 
 
@@ -226,6 +242,14 @@ def mixed(obs):
     spot = colour_cell(obs.frame, AGENT_RGB, TILE_PX, min_pixels=4)
     return pixel_count(top, GREY_RGB) + max(inv[4, 4]) + box[2] * 3 + spot[1] + blob_count(colour_mask(obs.frame, GREY_RGB))
 """,
+    # three-index slices keeping every channel (a common way to write it) stay lazy
+    "channel_slices": """
+def channel_slices(obs):
+    grid = obs.frame[: INVENTORY_ROW * TILE_PX, :, :]
+    inv = obs.frame[INVENTORY_ROW * TILE_PX :, 0:TILE_PX, 0:3]
+    c = colour_centroid(grid, AGENT_RGB, 10)
+    return c[0] * 100.0 + c[1] + pixel_count(inv, YELLOW_RGB, 10) * 1000.0
+""",
     "where_on_frame": """
 def where_on_frame(obs):
     f = obs.frame[3:30, 5:37]
@@ -251,6 +275,17 @@ def test_programs_mixing_lazy_and_pixel_reads(name):
     drawn, cells = jax.jit(jax.vmap(both))(ids)
     assert np.asarray(drawn).tobytes() == np.asarray(cells).tobytes()
     assert len(np.unique(np.asarray(drawn))) > 1  # the program does vary along the rollouts
+
+
+def test_three_index_slices_keeping_every_channel_stay_lazy():
+    task = envs.make("MiniGrid-DoorKey-5x5")
+    tables = lz.SheetTables(task.sprite_frames("pixels")["frame"])
+    frame = lz.LazyFrame(jnp.zeros((6, 5), jnp.int32), tables)
+    for channels in (slice(None), slice(0, 3), slice(None, None, 1)):
+        sub = frame.sliced((slice(3, 20), slice(None, 8), channels))
+        assert isinstance(sub, lz.LazyFrame) and sub.shape == (17, 8, 3)
+    for other in (slice(0, 2), slice(None, None, -1), 1):
+        assert frame.sliced((slice(3, 20), slice(None), other)) is None  # drawn instead
 
 
 def test_sheet_mismatching_the_input_is_refused():

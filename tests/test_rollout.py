@@ -12,6 +12,7 @@ from car_jax.rollout import (
     SCHEMA_VERSION,
     Trajectories,
     collect_rollouts,
+    draw_frames,
     load_trajectories,
     save_trajectories,
 )
@@ -209,3 +210,21 @@ def test_bad_solved_refused(task, saved, tmp_path):
     bad = _rewrite(saved, tmp_path / "bs.npz", solved=flipped, success=success)
     with pytest.raises(UserError, match="row 0: 'success' is"):
         load_trajectories(bad, task, "state")
+
+
+def _pixel_rollouts(cells: bool, n: int = 4, horizon: int = 24):
+    """Epsilon-expert DoorKey-5x5 pixel rollouts, frames recorded as cell ids or drawn."""
+    task = envs.make("MiniGrid-DoorKey-5x5")
+    return task, collect_rollouts(
+        task, "epsilon-expert", jax.random.key(5), n, horizon, mode="pixels", cells=cells
+    )
+
+
+@pytest.mark.slow
+def test_cell_ids_draw_the_frames_a_frame_rollout_records():
+    # (saving cell ids is refused, drawing them for a file: tests/test_verify.py, cheaply)
+    task, cells = _pixel_rollouts(cells=True)
+    _, frames = _pixel_rollouts(cells=False)
+    np.testing.assert_array_equal(draw_frames(cells, task).inputs["frame"], frames.inputs["frame"])
+    for name in ("actions", "valid", "solved", "success"):
+        np.testing.assert_array_equal(getattr(cells, name), getattr(frames, name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -16,15 +17,19 @@ import pytest
 
 import envs
 from car_jax.errors import UserError
+from car_jax.rollout import collect_rollouts, draw_frames, load_trajectories, save_trajectories
 from car_jax.spec import RewardSpec, compile_spec
 from car_jax.verify import (
     Criteria,
     Verdict,
+    VerificationRollouts,
+    Verifier,
     collect_verification_rollouts,
+    compile_for_verification,
     completion_figures,
     completion_matrix,
-    make_verifier,
     verify_spec,
+    verify_specs,
     wilson_interval,
 )
 
@@ -285,9 +290,13 @@ def test_verdict_round_trip_and_markdown():
     assert "picked_up_key" in v.feedback()
 
 
-def test_held_out_verdict_records_the_feedback_one():
-    task = envs.make(MINIGRID.task_id)
-    verifier = make_verifier(task, "state", n=N, seed=0)
+@pytest.fixture(scope="module")
+def verifier():
+    """A DoorKey-5x5 state-mode Verifier (feedback and held-out sets collected once)."""
+    return Verifier(envs.make(MINIGRID.task_id), "state", n=N, seed=0)
+
+
+def test_held_out_verdict_records_the_feedback_one(verifier):
     fb, held = verifier.rollouts(), verifier.held_out_rollouts()
     assert not np.array_equal(
         np.asarray(fb.expert.actions[:, :5]), np.asarray(held.expert.actions[:, :5])
@@ -311,3 +320,134 @@ def test_bad_criteria_and_mismatched_modes_are_refused():
     other = sets.random.replace(mode="pixels")
     with pytest.raises(UserError, match="random ones in 'pixels'"):
         verify_spec(_spec(*MINIGRID.good), task, sets.expert, other)
+
+
+# --- pixel specs on cell ids, and K specs in one batched call -------------------------------------
+PIXEL_REFERENCE = Path(__file__).resolve().parents[1] / "prompts" / "reference"
+PIXEL_VARIANTS = {
+    # reads raw pixels (the centre of the inventory cell is yellow): its frame is drawn from ids
+    0: "obs.frame[INVENTORY_ROW * TILE_PX + 4, 4, 0] > 200 and obs.frame[INVENTORY_ROW * TILE_PX + 4, 4, 2] < 60",
+    # fires early (the agent next to the goal hides a few of its green pixels): rejected
+    2: "pixel_count(obs.frame, GREEN_RGB) < TILE_PX * TILE_PX - 2",
+}
+
+
+@pytest.fixture(scope="module")
+def pixel_sets():
+    """DoorKey-5x5 pixel rollouts recorded as cell ids, and the same drawn.
+
+    One compiled rollout serves every set (kept cheap): expert runs, and epsilon-expert runs as
+    both the random and the near-miss set (verification does not care which policy made them).
+    """
+    task = envs.make(MINIGRID.task_id)
+    k_e, k_p = jax.random.split(jax.random.key(0))
+    expert = collect_rollouts(task, "expert", k_e, N, 32, mode="pixels", cells=True)
+    noisy = collect_rollouts(task, "epsilon-expert", k_p, N, 32, mode="pixels", cells=True)
+    cells = VerificationRollouts(expert, noisy, noisy)
+    assert all(t.cell_inputs == ("frame",) for t in cells)
+    assert expert.inputs["frame"].shape[2:] == (6, 5)  # cell ids, not 48x40x3 frames
+    drawn = VerificationRollouts(*(draw_frames(t, task) for t in cells))
+    assert drawn.expert.inputs["frame"].shape[2:] == (48, 40, 3) and not drawn.expert.cell_inputs
+    return task, cells, drawn
+
+
+def _pixel_specs(task):
+    """The reference pixel spec, a variant per PIXEL_VARIANTS, and the reference compiled
+    without the sprite sheets (the evaluator then draws its frames from the ids)."""
+    ref = RewardSpec.load(PIXEL_REFERENCE / f"{task.id}.pixels.py")
+    out = [ref]
+    for j, body in PIXEL_VARIANTS.items():
+        src = '"""A variant."""\n'
+        for i, p in enumerate(ref.programs):
+            if i == j:
+                src += f'\n\ndef {p.name}(obs):\n    """{p.name}."""\n    return {body}\n'
+            else:
+                src += "\n\n" + p.source + "\n"
+        out.append(RewardSpec.from_source(src))
+    out.append(compile_spec(ref, task.inputs("pixels"), task.constants("pixels")))
+    return out
+
+
+# the random set is noisy expert runs: sub-tasks fire more often than for a random agent
+PIXEL_CRITERIA = Criteria(random_rate=0.5)
+
+
+@pytest.fixture(scope="module")
+def pixel_specs(pixel_sets):
+    """`_pixel_specs` compiled once (the evaluators compiled for them serve every test)."""
+    task = pixel_sets[0]
+    return [compile_for_verification(s, task, "pixels") for s in _pixel_specs(task)]
+
+
+def test_pixel_verdicts_on_cell_ids_equal_drawn_frames(pixel_sets, pixel_specs):
+    task, cells, drawn = pixel_sets
+    assert all(p.sprite_frames for p in pixel_specs[0].programs)
+    assert not pixel_specs[-1].programs[0].sprite_frames  # compiled without the sheets
+    crit = PIXEL_CRITERIA
+    on_cells = verify_specs(pixel_specs, task, cells.expert, cells.random, crit, cells.epsilon)
+    on_frames = verify_specs(pixel_specs, task, drawn.expert, drawn.random, crit, drawn.epsilon)
+    assert [v.to_dict() for v in on_cells] == [v.to_dict() for v in on_frames]
+    assert [v.passed for v in on_cells] == [True, True, False, True]
+    assert "steps before the task is solved" in " ".join(on_cells[2].all_reasons())
+    assert on_cells[1].subtasks[0].first_step_mean == on_cells[0].subtasks[0].first_step_mean
+
+
+def test_cell_id_trajectories_are_drawn_before_saving(pixel_sets, pixel_specs, tmp_path):
+    task, cells, drawn = pixel_sets
+    assert cells.expert.inputs["frame"].dtype == np.uint16  # 780 sprites
+    with pytest.raises(UserError, match="hold cell ids for frame, not drawn frames"):
+        save_trajectories(tmp_path / "cells.npz", cells.expert, task.id)
+    save_trajectories(tmp_path / "drawn.npz", drawn.expert, task.id)
+    loaded = load_trajectories(tmp_path / "drawn.npz", task, "pixels")
+    np.testing.assert_array_equal(loaded.inputs["frame"], drawn.expert.inputs["frame"])
+    # a file of drawn frames verifies with the collected cell-id sets: the same verdicts
+    crit = PIXEL_CRITERIA
+    mixed = verify_specs(pixel_specs, task, loaded, cells.random, crit, cells.epsilon)
+    same = verify_specs(pixel_specs, task, cells.expert, cells.random, crit, cells.epsilon)
+    assert mixed[0].passed and [v.to_dict() for v in mixed] == [v.to_dict() for v in same]
+
+
+def test_k_specs_in_one_call_equal_each_alone():
+    task, sets = _doorkey()
+    good = _spec(*MINIGRID.good)
+    early = _spec(*MINIGRID.good[:-1], ("solved", MINIGRID.early_last))
+    broken = _spec(("broken", "obs.no_such_input == 1"), MINIGRID.good[-1])
+    e, r, p = sets
+    together = verify_specs([good, broken, early], task, e, r, epsilon=p)
+    alone = [verify_spec(s, task, e, r, epsilon=p) for s in (good, early)]
+    assert [v.to_dict() for v in (together[0], together[2])] == [v.to_dict() for v in alone]
+    assert together[0].passed and not together[2].passed
+    v = together[1]
+    assert not v.passed and not v.subtasks and "does not compile" in v.reasons[0]
+    assert "no_such_input" in v.feedback() and "does not compile" in v.to_markdown()
+
+
+def test_verifier_final_many_equals_final(verifier):
+    good = _spec(*MINIGRID.good)
+    early = _spec(*MINIGRID.good[:-1], ("solved", MINIGRID.early_last))
+    broken = _spec(("broken", "no_such_primitive(obs.agent_pos)"), MINIGRID.good[-1])
+    many = verifier.final_many([early, broken, good])
+    for spec, v in ((early, many[0]), (good, many[2])):
+        assert v.to_dict() == verifier.final(spec).to_dict()
+        assert v.feedback_verdict.rollout_set == "feedback"
+    assert not many[1].passed and "does not compile" in many[1].reasons[0]
+    assert [v.passed for v in verifier.verify_many([good, early])] == [True, False]
+
+
+def test_search_judges_its_candidates_in_one_batched_call(verifier, monkeypatch):
+    from car_jax.search import Candidate, judge
+
+    calls = []
+    real = verifier.final_many
+    monkeypatch.setattr(
+        verifier, "final_many", lambda specs: calls.append(len(specs)) or real(specs)
+    )
+    good = _spec(*MINIGRID.good)
+    early = _spec(*MINIGRID.good[:-1], ("solved", MINIGRID.early_last))
+    broken = _spec(("broken", "no_such_primitive(obs.agent_pos)"), MINIGRID.good[-1])
+    cands = [Candidate(name=f"c{i}", iteration=1) for i in range(3)]
+    out = judge(cands, [good, broken, early], verifier.task, "state", verifier)
+    assert calls == [2]  # the two that compile, in one call
+    assert out[0] is not None and out[1] is None and out[2] is None
+    assert cands[0].verdict.passed and cands[1].reason.startswith("does not compile")
+    assert cands[2].reason.startswith("verification: ") and "steps before" in cands[2].reason

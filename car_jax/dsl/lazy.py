@@ -127,6 +127,8 @@ class LazyFrame:
         """frame[index] for constant slices over rows and columns (step 1); None otherwise."""
         if not isinstance(index, tuple):
             index = (index,)
+        if len(index) == 3 and isinstance(index[2], slice) and index[2].indices(3) == (0, 3, 1):
+            index = index[:2]  # frame[a:b, c:d, :] is frame[a:b, c:d]: every channel
         if len(index) > 2 or not all(isinstance(i, slice) for i in index):
             return None
         h, w = self.window.shape
