@@ -1029,18 +1029,3 @@ class Verifier:
         """The accepting verdict: on the held-out rollouts, with the feedback verdict recorded
         (DSLCompileError when the spec does not compile)."""
         return self.final_many([self.compile(spec)])[0]
-
-
-def make_verifier(
-    task,
-    mode: str,
-    *,
-    n: int = DEFAULT_N,
-    horizon: int | None = None,
-    random_horizon: int | None = None,
-    seed: int = 0,
-    criteria: Criteria | None = None,
-) -> Verifier:
-    """A `Verifier` on `n` expert, random and epsilon-expert rollouts per set (see `Verifier`)."""
-    return Verifier(task, mode, n=n, horizon=horizon, random_horizon=random_horizon, seed=seed,
-                    criteria=criteria)  # fmt: skip

@@ -32,7 +32,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from car_jax.vlm.loop import generate_spec, make_verifier
+    from car_jax.verify import Verifier
+    from car_jax.vlm.loop import generate_spec
     from car_jax.vlm.select import choose_backend, make_cache
 
     task = load_task(args.env)
@@ -49,7 +50,7 @@ def run(args) -> int:
         task,
         mode,
         backend,
-        make_verifier(task, mode, n=args.n, horizon=args.horizon, seed=args.seed),
+        Verifier(task, mode, n=args.n, horizon=args.horizon, seed=args.seed),
         rounds=args.rounds,
         run_dir=out,
         cache=make_cache(args),

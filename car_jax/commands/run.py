@@ -37,11 +37,12 @@ def add_arguments(p) -> None:
 
 def _stage1(args, task, mode, run_dir: Path):
     """Generate (or load) the spec; returns (spec, verdict, note) or None when rejected."""
-    from car_jax.vlm import generate_spec, make_verifier
+    from car_jax.verify import Verifier
+    from car_jax.vlm import generate_spec
     from car_jax.vlm.loop import task_images
     from car_jax.vlm.select import choose_backend, make_cache
 
-    verifier = make_verifier(task, mode, n=args.verify_n)
+    verifier = Verifier(task, mode, n=args.verify_n)
     if args.spec:
         spec = load_spec(args.spec)
         compile_for(spec, task, mode)

@@ -56,7 +56,7 @@ def make_train_fn(args, task, mode):
 
 def run(args) -> int:
     from car_jax.search import search
-    from car_jax.verify import make_verifier
+    from car_jax.verify import Verifier
     from car_jax.vlm.images import task_images
     from car_jax.vlm.prompts import PROMPTS_DIR
     from car_jax.vlm.select import choose_backend, make_cache
@@ -72,7 +72,7 @@ def run(args) -> int:
     train_fn = make_train_fn(args, task, mode)
     # Resuming a partly trained iteration continues its checkpoints.
     result = search(
-        task, mode, backend, make_verifier(task, mode, n=args.n, seed=args.seed), train_fn,
+        task, mode, backend, Verifier(task, mode, n=args.n, seed=args.seed), train_fn,
         candidates=args.candidates, iterations=args.iterations, run_dir=run_dir,
         cache=make_cache(args), resume=args.resume, prompt_dir=args.prompt_dir,
         images=task_images(task, args.seed),

@@ -9,7 +9,7 @@ key is set).
 from car_jax.vlm.base import Answer, Message, VLMBackend, VLMRequest
 from car_jax.vlm.cache import CachedBackend, ResponseCache, default_cache_dir, request_key
 from car_jax.vlm.coverage import Coverage, fit_to_subtasks
-from car_jax.vlm.loop import GenerationResult, RoundRecord, generate_spec, make_verifier
+from car_jax.vlm.loop import GenerationResult, RoundRecord, generate_spec
 from car_jax.vlm.prompts import AnswerError, TaskDescription, parse_describe, parse_programs
 from car_jax.vlm.retry import BackendError, RetryPolicy
 from car_jax.vlm.select import add_vlm_arguments, choose_backend, make_backend, make_cache
@@ -35,7 +35,6 @@ __all__ = [
     "generate_spec",
     "make_backend",
     "make_cache",
-    "make_verifier",
     "parse_describe",
     "parse_programs",
     "request_key",

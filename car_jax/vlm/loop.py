@@ -4,7 +4,7 @@
 ordered sub-tasks), then `_program_rounds` (programs, judged by `_judge_round`: parsed, matched
 to the sub-tasks, compile-checked, verified; what failed goes back as feedback). The
 conversation itself is `dialogue.Dialogue`, the run folder `record.RunFolder`, the images
-`images.task_images`. `make_verifier` builds the stage-2 verifier it calls.
+`images.task_images`. `car_jax.verify.Verifier` is the stage-2 verifier it calls.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from car_jax.errors import UserError
-from car_jax.verify import make_verifier  # noqa: F401  (moved to car_jax.verify; re-exported)
 from car_jax.vlm.base import VLMBackend
 from car_jax.vlm.cache import CachedBackend, ResponseCache
 from car_jax.vlm.coverage import Coverage, fit_to_subtasks
@@ -41,7 +40,6 @@ __all__ = [
     "GenerationResult",
     "RoundRecord",
     "generate_spec",
-    "make_verifier",
     "png_bytes",
     "task_images",
 ]
@@ -180,7 +178,7 @@ def generate_spec(
       mode: the program input mode.
       backend: a `VLMBackend`.
       verifier: `spec -> verdict` with `.passed` and `.feedback()`; called only on specs that
-        compile (see `make_verifier`). When it has a `.final` method, that gives the reported
+        compile (see `car_jax.verify.Verifier`). When it has a `.final` method, that gives the reported
         verdict of the best spec (e.g. on held-out rollouts).
       rounds: program answers at most (the first plus `rounds - 1` revisions); the describe step
         gets as many attempts.

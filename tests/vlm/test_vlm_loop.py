@@ -23,12 +23,12 @@ from car_jax import cli
 from car_jax.dsl import reference_markdown
 from car_jax.errors import UserError
 from car_jax.spec import RewardSpec
+from car_jax.verify import Verifier
 from car_jax.vlm import (
     ResponseCache,
     RetryPolicy,
     choose_backend,
     generate_spec,
-    make_verifier,
 )
 from car_jax.vlm.gemini import GeminiBackend
 from car_jax.vlm.loop import task_images
@@ -62,7 +62,7 @@ def task():
 @pytest.fixture(scope="module")
 def verifier(task):
     # NOTE: one verifier for the module, so the rollouts are collected (and compiled) once.
-    return make_verifier(task, "state", n=16, seed=0)
+    return Verifier(task, "state", n=16, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -260,11 +260,13 @@ def cheap_cli(monkeypatch, verifier, images):
 
     asked = {}
 
-    def fake_make_verifier(task, mode, **kw):
+    import car_jax.verify
+
+    def fake_verifier(task, mode, **kw):
         asked.update(kw, mode=mode, task=task.id)
         return verifier
 
-    monkeypatch.setattr(loop, "make_verifier", fake_make_verifier)
+    monkeypatch.setattr(car_jax.verify, "Verifier", fake_verifier)
     monkeypatch.setattr(loop, "task_images", lambda task, seed=0: images)
     return asked
 
