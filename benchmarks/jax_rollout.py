@@ -189,7 +189,7 @@ def overhead_analysis(
     states = block(jax.jit(make_rollout(task, num_envs, 1)[0])(jax.random.key(0)))
 
     def completion(batch):
-        return jax.vmap(lambda s: fused.compiled.completion(task.observe(s, fused.mode)))(batch)
+        return jax.vmap(fused.completion)(batch)  # observe (cell ids where read) + every program
 
     compiled, compile_s = compile_jit(completion, states)
     block(compiled(states))
