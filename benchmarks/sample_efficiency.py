@@ -199,9 +199,9 @@ def merge_runs(runs: list[dict], note: str = "") -> dict:
         not_run += run.get("not_run", [])
     order = {t: i for i, t in enumerate(TASKS)}
     tasks = dict(sorted(tasks.items(), key=lambda kv: order.get(kv[0], len(order))))
-    first = runs[-1]
+    last = runs[-1]
     return {
-        **{k: first[k] for k in ("benchmark", "protocol", "threshold", "rewards") if k in first},
+        **{k: last[k] for k in ("benchmark", "protocol", "threshold", "rewards") if k in last},
         "protocol_settings": "seeds, mode, shaping, bonus, progress_obs, env counts and the "
         "command are per task (tasks[<id>]), as each was measured",
         "tasks": tasks,
