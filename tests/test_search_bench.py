@@ -24,9 +24,21 @@ def test_search_throughput_tiny_writes_json(tmp_path):
     assert data["one_spec"]["envs_per_unit"] == 8 and data["k_specs"]["envs_per_unit"] == 4
     assert data["spec_subtask_counts"] == [3, 2]  # the reference, then the no-key candidate
     assert data["distinct_specs"] == 2
-    for row in (data["one_spec"], data["k_specs"]):
+    control = data["control_one_spec_k_units"]  # the K-spec shape with one spec's programs
+    assert control["units"] == 2 and control["envs_per_unit"] == 4 and control["specs"] == 1
+    for row in (data["one_spec"], data["k_specs"], control):
         assert math.isfinite(row["median"]) and row["median"] > 0 and row["compile_s"] > 0
+    for ratio in data["paired_ratios"].values():
+        assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
     assert data["ratio_k_specs_to_one_spec"] == pytest.approx(
         data["k_specs"]["median"] / data["one_spec"]["median"]
     )
     assert "busy" in data["note"] and set(data["compile_seconds_by_k"]) == {"2"}
+
+
+def test_search_throughput_refuses_bad_sizes(capsys):
+    from benchmarks import search_throughput
+
+    with pytest.raises(SystemExit):
+        search_throughput.main(["--specs", "0"])
+    assert "--specs must be at least 1, got 0" in capsys.readouterr().err
