@@ -134,7 +134,7 @@ def test_run_folder_per_spec_with_comparison(together):
 
 
 @pytest.mark.slow
-def test_resume_is_refused_without_flag_and_continues_with_it(together):
+def test_resume_is_refused_without_flag_and_continues_with_it(together, tmp_path):
     env, result = together
     with pytest.raises(UserError, match="already holds a training run"):
         train_specs(CONFIG, env, list(THRESHOLDS), SEEDS, result.out_dir, progress=False)
@@ -149,6 +149,16 @@ def test_resume_is_refused_without_flag_and_continues_with_it(together):
             again.results[name].metrics["eval_greedy_success"],
             result.results[name].metrics["eval_greedy_success"],
         )
+    # A copy with one spec folder's checkpoints gone: refused, the other folders' logs untouched.
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(result.out_dir, copy)
+    shutil.rmtree(copy / "one" / "checkpoints")
+    logs = {n: (copy / n / "metrics.jsonl").read_text() for n in THRESHOLDS}
+    with pytest.raises(UserError, match=r"copy/one hold\(s\) no checkpoint while .*update 6"):
+        train_specs(CONFIG, env, list(THRESHOLDS), SEEDS, copy, progress=False, resume=True)
+    assert logs == {n: (copy / n / "metrics.jsonl").read_text() for n in THRESHOLDS}
 
 
 def test_bad_names_and_weights_are_refused():

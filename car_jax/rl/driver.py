@@ -200,6 +200,17 @@ def train_folders(
     try:
         # --- start or resume ------------------------------------------------------------------
         latest = [m.latest_step() for m in managers]
+        if resume and None in latest and any(s is not None for s in latest):
+            # Every folder is saved at the same steps, so a missing one was removed or comes
+            # from another run; starting afresh would overwrite the others' logs.
+            lacking = [str(f.path) for f, s in zip(folders, latest) if s is None]
+            holding = [f"{f.path} (update {s})" for f, s in zip(folders, latest) if s is not None]
+            raise UserError(
+                f"cannot resume: {', '.join(lacking)} hold(s) no checkpoint while "
+                f"{', '.join(holding)} do; a run saves all its folders together. Restore the "
+                "missing checkpoints, or train into another output directory (nothing was "
+                "changed)"
+            )
         if resume and all(s is not None for s in latest):
             for f in folders:
                 checkpoints.check_resumable(f.path / "run.json", f.meta)
