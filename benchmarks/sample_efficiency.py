@@ -235,14 +235,18 @@ def render_markdown(payload: dict) -> str:
     key = f"steps_to_{pct}pct"
 
     def success(s):
+        if s is None:
+            return "not run"
         low, high = s["final_success_ci95"]
         return f"{s['final_success']:.0%} [{low:.0%}, {high:.0%}]"
 
     def stochastic(s):
-        x = s.get("final_eval_stochastic_success")
+        x = None if s is None else s.get("final_eval_stochastic_success")
         return "n/a" if x is None else f"{x:.0%}"
 
     def reached(s):
+        if s is None:
+            return "not run"
         return f"{_steps(s[key])} ({s[f'seeds_reaching_{pct}pct']}/{len(s['seeds'])})"
 
     lines = [
@@ -252,13 +256,12 @@ def render_markdown(payload: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for task_id, t in payload["tasks"].items():
-        if "car" not in t or "sparse" not in t:
-            continue
+        car, sparse = t.get("car"), t.get("sparse")  # a reward not trained shows "not run"
         lines.append(
             f"| {task_id} | {t['budget_per_seed'] / 1e6:.2f}M ({t['num_envs']} x "
-            f"{t['num_steps']} x {t['updates']}) | {success(t['car'])} | {success(t['sparse'])} "
-            f"| {reached(t['car'])} | {reached(t['sparse'])} "
-            f"| {stochastic(t['car'])} / {stochastic(t['sparse'])} |"
+            f"{t['num_steps']} x {t['updates']}) | {success(car)} | {success(sparse)} "
+            f"| {reached(car)} | {reached(sparse)} "
+            f"| {stochastic(car)} / {stochastic(sparse)} |"
         )
     return "\n".join(lines)
 

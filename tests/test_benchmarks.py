@@ -126,6 +126,10 @@ def test_sample_efficiency_merge_keeps_each_tasks_settings():
     assert merged["not_run"] == ["Acrobot-v1"]  # measured tasks leave the not-run list
     table = render_markdown(merged)
     assert "| A |" in table and "75% [75%, 75%]" in table and "100% [100%, 100%]" in table
+    car_only = run("C", True, 0.5)
+    del car_only["tasks"]["C"]["sparse"]
+    row = render_markdown(car_only).splitlines()[-1]  # a reward not trained is said, not dropped
+    assert row.startswith("| C |") and "50% [50%, 50%] | not run |" in row
     with pytest.raises(SystemExit, match="not a sample_efficiency"):
         merge_runs([{"benchmark": "throughput"}])
 
