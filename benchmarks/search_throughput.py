@@ -136,7 +136,11 @@ def _looped(fn, runner, specs, work: int, compile_s: float):
 
 
 def paired_ratios(times: dict[str, list[float]], num: str, den: str) -> dict[str, float]:
-    """Per repeat, rate(num) / rate(den) from the same repeat's calls: median, min, max."""
+    """Per repeat, rate(num) / rate(den) from the same repeat's calls: median, min, max.
+
+    The programs do the same work (S * K * E envs, same updates), so the rate ratio is the
+    inverse ratio of their seconds.
+    """
     ratios = sorted(d / n for n, d in zip(times[num], times[den]))
     return {"median": statistics.median(ratios), "min": ratios[0], "max": ratios[-1]}
 
