@@ -30,12 +30,13 @@ SCORE = "eval_greedy_success"
 RUN_DEFAULTS: dict[str, tuple[int, int]] = {
     "MiniGrid-DoorKey-5x5": (300_000, 128),
     "MiniGrid-DoorKey-6x6": (500_000, 128),
-    # 128 envs = 122 updates in 1M steps: greedy eval success 91-94% on 2 seeds with the reference
-    # spec (benchmarks/results/search_demo_doorkey8x8_1m.json); with 512 envs (30 updates) the
-    # stochastic policy succeeds (99%) but the greedy one does not (0-3%, sample_efficiency.json).
+    # 128 envs = 122 updates in 1M steps: greedy eval success 100% IQM over 5 seeds with the
+    # progress observation (sample_efficiency.json); with 512 envs (30 updates) the stochastic
+    # policy succeeded (99%) but the greedy one did not (0-3%, an earlier run without it).
     "MiniGrid-DoorKey-8x8": (1_000_000, 128),
     # 128 envs (366 updates in 3M steps) with the progress observation: greedy 97% / 91% on 2
-    # seeds; without it 78% / 69% (256 envs: 38% / 72%; 1024 envs, 45 updates: 0%).
+    # seeds; without it 78% / 69% (256 envs: 38% / 72%; 1024 envs, 45 updates: 0%). Over 5 seeds
+    # one fails at 3M; at 6M all five end at >= 91% (sample_efficiency_long.json).
     "MiniGrid-DoorKey-16x16": (3_000_000, 128),
     "MiniGrid-Unlock": (500_000, 128),
     "MiniGrid-UnlockPickUp": (2_000_000, 128),
