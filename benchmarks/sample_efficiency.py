@@ -28,6 +28,7 @@ from _bench_util import RESULTS, command, machine, write_json  # noqa: E402
 import envs  # noqa: E402
 from car_jax.experiment import (  # noqa: E402
     LABELS,
+    default_carried_obs,
     default_progress_obs,
     make_config,
     plot_curves_of,
@@ -72,6 +73,10 @@ def main() -> None:
         "--progress-obs", action=argparse.BooleanOptionalAction, default=None,
         help="the code reward's sub-task progress in the policy's obs (default: the family's)",
     )  # fmt: skip
+    p.add_argument(
+        "--carried-obs", action=argparse.BooleanOptionalAction, default=None,
+        help="the carried object in both rewards' obs (default: the family's)",
+    )  # fmt: skip
     p.add_argument("--eval-episodes", type=int, default=None)
     p.add_argument("--num-envs", type=int, default=None, help="override the task's env count")
     p.add_argument("--steps", type=int, default=None, help="override the budget per seed")
@@ -114,6 +119,7 @@ def main() -> None:
             sprite_frames=task_sprite_frames(task, args.mode),  # pixel specs read cell ids
         )  # fmt: skip
         progress_obs = default_progress_obs(task, args.progress_obs)
+        carried_obs = default_carried_obs(task, args.carried_obs)
         base = make_config(task, args.steps, num_envs=args.num_envs)
         budget = max(base.batch_size, int(base.total_timesteps * args.scale))
         config = make_config(task, budget, num_envs=args.num_envs, ent_coef=args.ent_coef,
@@ -122,6 +128,7 @@ def main() -> None:
         results = train_variants(
             task, compiled, args.mode, tuple(args.rewards), config, args.seeds, work / task_id,
             bonus=args.bonus, shaping=args.shaping, progress=True, progress_obs=progress_obs,
+            carried_obs=carried_obs,
         )  # fmt: skip
         summary = summarize(results, compiled.names, args.threshold)
         png = out_json.parent / f"{out_json.stem}_{task_id}.png"
@@ -138,6 +145,7 @@ def main() -> None:
             "shaping": args.shaping,
             "bonus": args.bonus,
             "progress_obs": progress_obs,
+            "carried_obs": carried_obs,
             "ent_coef": config.ent_coef,
             "command": command(__file__),
             "wall_seconds": time.perf_counter() - t0,
@@ -149,7 +157,8 @@ def main() -> None:
             "protocol": (
                 f"PPO, {args.seeds} seeds per reward (vmapped), reward spec prompts/reference/"
                 f"<task>.{args.mode}.py, {args.shaping} shaping, bonus {args.bonus}"
-                " (the code reward's progress observation: per task, tasks[<id>].progress_obs). "
+                " (the code reward's progress observation and both rewards' carried-object view: "
+                "per task, tasks[<id>].progress_obs and .carried_obs). "
                 "Every eval_interval "
                 "updates and after the last: eval_episodes fresh episodes per policy (greedy = "
                 "argmax, stochastic = sampled) from their own resets, scored by the task's "

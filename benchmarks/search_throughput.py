@@ -70,11 +70,12 @@ def spec_pool(task: Any, task_id: str) -> list[Any]:
 
 
 def _code_reward(task, compiled):
-    """The env `car-jax search` trains: the code reward with the family's progress observation."""
-    from car_jax.experiment import default_progress_obs
+    """The env `car-jax search` trains: the code reward with the family's observation defaults."""
+    from car_jax.experiment import default_carried_obs, default_progress_obs
     from car_jax.reward import CodeReward
 
-    return CodeReward(task, compiled, progress_obs=default_progress_obs(task))
+    return CodeReward(task, compiled, progress_obs=default_progress_obs(task),
+                      carried_obs=default_carried_obs(task))  # fmt: skip
 
 
 def prepare_one_spec(task, compiled, config, seeds: int, updates: int):

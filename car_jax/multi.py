@@ -153,7 +153,7 @@ def train_specs(
     out.mkdir(parents=True, exist_ok=True)
     multi = MultiSpecTrainer(config, env)
     hyper = config.hyper()
-    meta = {**base_meta(config, env.id, seeds, hyper, chunk, ckpt_every), "specs": names}
+    meta = {**base_meta(config, env, seeds, hyper, chunk, ckpt_every), "specs": names}
     folders = []
     for i, name in enumerate(names):
         d = out / name

@@ -15,7 +15,9 @@ Two ways to pay (`shaping`):
   gamma is the learner's: PPO binds its own (traced) gamma with `with_discount`.
 
 `progress_obs=True` adds the sub-task progress (the next sub-task's index, one-hot) to the
-policy's observation, so the code reward is Markov in what the agent sees.
+policy's observation, so the code reward is Markov in what the agent sees. `carried_obs=True`
+draws what the agent carries into its observation (`Task.show_carried`; MiniGrid), which the
+task's own view may hide; it is a property of the observation, so it applies whatever pays.
 
 Several specs: `CodeReward(task, [compiled_a, compiled_b, ...])` holds every spec's programs,
 padded to the largest sub-task count with sub-tasks that are never done (the index never passes
@@ -75,6 +77,8 @@ class CodeReward:
         every spec's policy sees the same shape) to the policy observation; a spec whose code
         weight is 0 (a sparse baseline) is shown index 0 throughout, so its policy gets nothing
         from the programs.
+      carried_obs: draw the carried object into the policy observation with the task's
+        `show_carried` (refused for a task without one).
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class CodeReward:
         shaping: str = "bonus",
         gamma: float = 0.99,
         progress_obs: bool = False,
+        carried_obs: bool = False,
     ):
         if shaping not in SHAPINGS:
             raise UserError(f"unknown shaping {shaping!r}; expected one of {', '.join(SHAPINGS)}")
@@ -107,6 +112,12 @@ class CodeReward:
         if np.ndim(code_weight) and len(code_weight) != len(specs):
             raise UserError(f"got {len(code_weight)} code weights for {len(specs)} specs")
         weights = np.broadcast_to(np.asarray(code_weight, np.float32).reshape(-1), (len(specs),))
+        if carried_obs and getattr(task, "show_carried", None) is None:
+            raise UserError(
+                f"carried_obs: task {task.id!r} ({getattr(task, 'family', '') or 'no family'}) has "
+                "no carried object to show in its observation; only tasks with "
+                "`show_carried` (MiniGrid) take it"
+            )
         if not 0.0 <= float(gamma) <= 1.0:
             raise UserError(f"CodeReward gamma must lie in [0, 1], got {gamma!r}")
         k = max(counts)
@@ -130,6 +141,7 @@ class CodeReward:
         self.env_weight = float(env_weight)
         self.shaping = shaping
         self.progress_obs = bool(progress_obs)
+        self.carried_obs = bool(carried_obs)
         # The Task surface the trainer needs, passed through (params wrapped with the discount).
         self.id = task.id
         self.family = getattr(task, "family", "")
@@ -160,7 +172,7 @@ class CodeReward:
         """Reset the env; the sub-task index starts at 0 (the same for every spec)."""
         obs, env_state = self.task.reset(key, params.env)
         idx = jnp.zeros((), jnp.int32)
-        return self._observation(obs, idx), CodeRewardState(env_state, idx)
+        return self._observation(obs, idx, env_state), CodeRewardState(env_state, idx)
 
     def completion(self, env_state: Any) -> jax.Array:
         """bool[S, K]: every spec's sub-task completion in one env state (padding False)."""
@@ -215,17 +227,25 @@ class CodeReward:
         )
         new_state = CodeRewardState(env_state, new_idx)
         shown = jnp.where(self._of_spec(self.code_weights, params.spec) != 0, new_idx, 0)
-        return self._observation(obs, shown), new_state, reward, terminated, truncated, info
+        obs = self._observation(obs, shown, env_state)
+        return obs, new_state, reward, terminated, truncated, info
 
     def _of_spec(self, table: jax.Array, spec: jax.Array) -> jax.Array:
         """Row `spec` of a per-spec table ([S, ...]); static with one spec (no gather)."""
         return table[0] if self.num_specs == 1 else table[spec]
 
-    def _observation(self, obs: jax.Array, idx: jax.Array) -> jax.Array:
-        """The policy observation, with the sub-task progress added when `progress_obs`."""
+    def _observation(self, obs: jax.Array, idx: jax.Array, env_state: Any) -> jax.Array:
+        """The policy observation: the carried object drawn in when `carried_obs`, the sub-task
+        progress added when `progress_obs`."""
+        if self.carried_obs:
+            obs = self.task.show_carried(obs, env_state)
         if not self.progress_obs:
             return obs
         return add_progress(obs, idx, self.num_subtasks)
+
+    def observation_meta(self) -> dict[str, bool]:
+        """What the policy observation adds to the task's own (recorded in run.json)."""
+        return {"progress": self.progress_obs, "carried": self.carried_obs}
 
 
 def _progress_obs_shape(

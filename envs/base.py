@@ -99,6 +99,11 @@ class Task:
         """A paragraph for prompts: the setting, the actions, what the inputs mean."""
         return ""
 
+    # Optional, for tasks whose policy observation hides what the agent carries (MiniGrid):
+    # `show_carried(obs, state) -> obs` draws the carried object into the observation (same shape
+    # and dtype). None: the task has nothing of the kind to show.
+    show_carried: Callable[[jax.Array, Any], jax.Array] | None = None
+
     # --- derived helpers ---------------------------------------------------------------------
     def check_mode(self, mode: str) -> str:
         """Return `mode` if this task offers it, else raise TaskError naming the choices."""

@@ -134,6 +134,18 @@ class MiniGridTask(Task):
         reward = nxt.reward.astype(jnp.float32)  # 1 - 0.9 * steps / max_steps on success, else 0
         return nxt.observation, nxt.state, reward, terminated, truncated, {}
 
+    def show_carried(self, obs: jax.Array, state: Any) -> jax.Array:
+        """The view with the carried object (tile, colour) in the agent's cell, when it carries one.
+
+        Farama MiniGrid's observation does this; xminigrid's does not, so without it the policy
+        cannot tell whether it still holds the key once the door is open (UnlockPickUp must drop
+        it before picking up the box) and a greedy policy can loop.
+        """
+        pocket = state.agent.pocket.astype(obs.dtype)
+        here = obs[_VIEW - 1, _VIEW // 2]  # the agent's cell in the view (aligned facing up)
+        shown = jnp.where(pocket[0] != Tiles.EMPTY, pocket, here)
+        return obs.at[_VIEW - 1, _VIEW // 2].set(shown)
+
     # --- program inputs ----------------------------------------------------------------------
     def inputs(self, mode: str) -> dict[str, InputField]:
         """Program inputs of `mode` ("state" or "pixels")."""

@@ -147,9 +147,9 @@ def test_long_defaults_are_announced_with_a_smaller_budget(capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_progress_observation_is_the_minigrid_default_for_the_code_reward():
+def test_progress_and_carried_observations_are_the_minigrid_defaults():
     import envs
-    from car_jax.experiment import default_progress_obs, make_env
+    from car_jax.experiment import default_carried_obs, default_progress_obs, make_env
     from car_jax.spec import RewardSpec, compile_spec
 
     task = envs.make("MiniGrid-DoorKey-5x5")
@@ -162,3 +162,8 @@ def test_progress_observation_is_the_minigrid_default_for_the_code_reward():
     assert off.obs_shape == view
     assert default_progress_obs(envs.make("CartPole-v1")) is False
     assert default_progress_obs(envs.make("CartPole-v1"), True) is True
+    # The carried object is part of both rewards' observation on MiniGrid, off elsewhere.
+    for reward in ("car", "sparse"):
+        assert make_env(task, compiled, "state", reward).observation_meta()["carried"] is True
+    assert make_env(task, compiled, "state", "sparse", carried_obs=False).carried_obs is False
+    assert default_carried_obs(envs.make("CartPole-v1")) is False

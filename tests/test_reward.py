@@ -302,3 +302,44 @@ def test_progress_observation_shows_the_next_subtask():
     assert grid.shape == (3, 3, 3) and int(grid[..., 2].min()) == int(grid[..., 2].max()) == 2
     planes = add_progress(jnp.zeros((3, 3, 1), bool), jnp.int32(1), 3)
     np.testing.assert_array_equal(planes[0, 0], [False, False, True, False, False])
+
+
+def test_carried_object_is_drawn_in_the_agents_cell_on_every_step(task, compiled, actions):
+    """The expert's episodes pick up the key: from then on the view's agent cell shows it."""
+    plain = CodeReward(task, compiled)
+    carried = CodeReward(task, compiled, carried_obs=True, progress_obs=True)
+    assert carried.observation_meta() == {"progress": True, "carried": True}
+
+    def episode(key, acts):
+        _, k0 = jax.random.split(key)
+        seen_plain, s_plain = plain.reset(k0, plain.params)
+        seen, s = carried.reset(k0, carried.params)
+
+        def body(carry, action):
+            s_plain, s = carry
+            o_plain, s_plain, *_ = plain.step(key, s_plain, action, plain.params)
+            o, s, *_ = carried.step(key, s, action, carried.params)
+            return (s_plain, s), (o_plain, o, s.env_state.agent.pocket, s.next_subtask)
+
+        _, outs = jax.lax.scan(body, (s_plain, s), acts)
+        return (seen_plain, seen), outs
+
+    first, (o_plain, o, pocket, idx) = jax.jit(jax.vmap(episode))(
+        jax.random.split(jax.random.key(1), N), actions["expert"]
+    )
+    np.testing.assert_array_equal(first[1][..., :2], first[0])  # nothing carried after reset
+    holds = np.asarray(pocket[..., 0] != 0)  # Tiles.EMPTY
+    assert holds.any() and (~holds).any()  # the expert picks the key up within T steps
+    agent_cell = np.asarray(o[:, :, 6, 3, :2])
+    np.testing.assert_array_equal(agent_cell[holds], np.asarray(pocket)[holds])
+    np.testing.assert_array_equal(agent_cell[~holds], np.asarray(o_plain)[:, :, 6, 3][~holds])
+    rest = np.ones((7, 7), bool)
+    rest[6, 3] = False
+    np.testing.assert_array_equal(np.asarray(o)[:, :, rest, :2], np.asarray(o_plain)[:, :, rest])
+    progress = np.broadcast_to(np.asarray(idx)[:, :, None, None], o.shape[:-1])
+    np.testing.assert_array_equal(np.asarray(o)[..., 2], progress)  # still the last channel
+
+
+def test_carried_obs_is_refused_where_nothing_is_carried():
+    with pytest.raises(UserError, match="carried_obs: task 'Counter' .* no carried object"):
+        _counter_reward((1,), carried_obs=True)

@@ -58,6 +58,9 @@ def add_training_arguments(
     g.add_argument("--progress-obs", action=argparse.BooleanOptionalAction, default=None,
                    help="show the code reward's policy its sub-task progress (next sub-task's "
                    "index); default: on for MiniGrid, off elsewhere")  # fmt: skip
+    g.add_argument("--carried-obs", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw what the agent carries into every reward's observation (as Farama "
+                   "MiniGrid does); default: on for MiniGrid, where only it is offered")  # fmt: skip
     g.add_argument("--eval-every", type=int, default=None,
                    help="updates between evaluations on fresh episodes (default: ~10 per run)")  # fmt: skip
     g.add_argument("--eval-episodes", type=int, default=None,
@@ -112,6 +115,7 @@ def warn_if_long(task, config, seeds: int, variants: int) -> float:
 def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> dict:
     """Stage 3: train the chosen reward variants, then write summary.json and the learning curves."""
     from car_jax.experiment import (
+        default_carried_obs,
         default_progress_obs,
         expand_rewards,
         plot_curves_of,
@@ -122,6 +126,7 @@ def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> d
 
     config = training_config(args, task)
     args.progress_obs = default_progress_obs(task, args.progress_obs)
+    args.carried_obs = default_carried_obs(task, args.carried_obs)
     rewards = expand_rewards(args.reward)
     print(
         f"training {', '.join(rewards)} reward on {task.id} ({mode} mode): {args.seeds} seed(s) x "
@@ -134,7 +139,7 @@ def train_and_report(args, task, mode, compiled, run_dir: Path, title: str) -> d
     results = train_variants(
         task, compiled, mode, rewards, config, args.seeds, run_dir / "train",
         resume=args.resume, bonus=args.bonus, shaping=args.shaping, progress=not args.no_progress,
-        progress_obs=args.progress_obs,
+        progress_obs=args.progress_obs, carried_obs=args.carried_obs,
     )  # fmt: skip
     wall = time.perf_counter() - t0
     summary = summarize(results, compiled.names)
@@ -181,7 +186,7 @@ def run_several(args, task, mode) -> int:
 def train_several_and_report(args, task, mode, compiled, names, run_dir: Path, title: str) -> dict:
     """Train several compiled specs in one program (a spec named "sparse" pays no code reward),
     then write per-spec logs, summary.json, comparison.md and comparison.png in `run_dir`."""
-    from car_jax.experiment import default_progress_obs
+    from car_jax.experiment import default_carried_obs, default_progress_obs
     from car_jax.multi import train_specs, write_comparison
     from car_jax.reward import CodeReward
 
@@ -195,8 +200,10 @@ def train_several_and_report(args, task, mode, compiled, names, run_dir: Path, t
     )
     warn_if_long(task, config, args.seeds, len(names))
     args.progress_obs = default_progress_obs(task, args.progress_obs)
+    args.carried_obs = default_carried_obs(task, args.carried_obs)
     env = CodeReward(task, compiled, mode, bonus=args.bonus, code_weight=weights,
-                     shaping=args.shaping, progress_obs=args.progress_obs)  # fmt: skip
+                     shaping=args.shaping, progress_obs=args.progress_obs,
+                     carried_obs=args.carried_obs)  # fmt: skip
     result = train_specs(config, env, names, args.seeds, run_dir, resume=args.resume,
                          progress=not args.no_progress)  # fmt: skip
     summary = write_comparison(result, title)

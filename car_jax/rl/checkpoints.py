@@ -13,7 +13,7 @@ from car_jax.errors import UserError
 from car_jax.rl.ppo import RunnerState
 
 # What must match between a run on disk and the call that resumes it.
-RESUME_FIELDS = ("env", "seeds", "config", "hyper", "chunk_updates")
+RESUME_FIELDS = ("env", "seeds", "config", "hyper", "chunk_updates", "observation")
 
 
 def open_manager(ckpt_dir: Path) -> Any:
@@ -68,7 +68,9 @@ def check_resumable(meta_path: Path, meta: dict) -> None:
         raise UserError(f"cannot resume: {meta_path} is missing")
     old = json.loads(meta_path.read_text())
     for field in RESUME_FIELDS:
-        if old.get(field) != json.loads(json.dumps(meta[field])):
+        if field not in old and field == "observation":
+            continue  # written by versions that did not record it: nothing to compare
+        if old.get(field) != json.loads(json.dumps(meta.get(field))):
             raise UserError(
                 f"cannot resume {meta_path.parent}: its {field} differs from this call's "
                 f"(was {old.get(field)!r}, now {meta[field]!r})"

@@ -87,11 +87,13 @@ def seed_tuple(seeds: Sequence[int] | int, who: str) -> tuple[int, ...]:
     return seeds
 
 
-def base_meta(config: PPOConfig, env_name: str, seeds: tuple[int, ...], hyper: PPOHyper,
+def base_meta(config: PPOConfig, env: Any, seeds: tuple[int, ...], hyper: PPOHyper,
               chunk: int, checkpoint_every: int) -> dict:  # fmt: skip
-    """The `run.json` fields every run folder has (a resume must match them)."""
+    """The `run.json` fields every run folder has (a resume must match them, the observation's
+    additions included: they change what the policy sees, not always the shape)."""
     return {
-        "env": env_name,
+        "env": str(getattr(env, "id", "") or type(env).__name__),
+        "observation": getattr(env, "observation_meta", dict)(),
         "seeds": list(seeds),
         "config": config.to_dict(),
         "hyper": {k: float(v) for k, v in vars(hyper).items()},
@@ -151,15 +153,14 @@ def train_run(
     """
     seeds = seed_tuple(seeds, "train_run")
     chunk, ckpt_every = schedule(config.num_updates, chunk_updates, checkpoint_every)
-    env_name = str(getattr(env, "id", "") or type(env).__name__)
     if trainer is None:
         trainer = PPOTrainer(config, env, network)
     hyper = config.hyper() if hyper is None else hyper
-    meta = base_meta(config, env_name, seeds, hyper, chunk, ckpt_every)
+    meta = base_meta(config, env, seeds, hyper, chunk, ckpt_every)
     (result,) = train_folders(
         config, trainer.batched_init(), trainer.batched_run, seeds, [RunFolder(Path(out_dir), meta)],
         hyper=hyper, resume=resume, chunk=chunk, checkpoint_every=ckpt_every, progress=progress,
-        label=label or env_name, chunk_callback=chunk_callback,
+        label=label or meta["env"], chunk_callback=chunk_callback,
     )  # fmt: skip
     return result
 

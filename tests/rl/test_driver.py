@@ -9,7 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from jobs import CHECKPOINT_EVERY, KILL_AFTER, RESUME_SEEDS, resume_config, run_resumable
+from jobs import CHECKPOINT_EVERY, CHUNK, KILL_AFTER, RESUME_SEEDS, resume_config, run_resumable
 
 from car_jax.errors import UserError
 
@@ -95,3 +95,13 @@ def test_existing_run_needs_resume_and_matching_settings(uninterrupted, trainer)
         train_run(
             resume_config(), Bandit(), (1, 2), uninterrupted.out_dir, resume=True, progress=False
         )
+
+    class ShowsMore(Bandit):
+        id = "Bandit"
+
+        def observation_meta(self):
+            return {"carried": True}  # same obs shape, different content: must not resume
+
+    with pytest.raises(UserError, match="its observation differs .*carried"):
+        train_run(resume_config(), ShowsMore(), RESUME_SEEDS, uninterrupted.out_dir, resume=True,
+                  chunk_updates=CHUNK, progress=False)  # fmt: skip
