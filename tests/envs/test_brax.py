@@ -1,4 +1,5 @@
-"""brax tasks: reacher fully (API, spec, expert, goal, render); pusher smoke test (marked slow)."""
+"""brax tasks: reacher fully (API, spec, expert, goal, render; the 256-seed expert check marked
+slow); pusher smoke test (marked slow)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def test_reacher_inputs_agree_with_brax_observation(reacher):
     np.testing.assert_allclose(obs["target"], brax_obs[4:6], atol=1e-6)
 
 
+# In `make test-all` only (about 50 s of brax compilation on 2 cores): `make test` runs the
+# expert to success in test_reacher_goal_state_and_render.
+@pytest.mark.slow
 def test_reacher_expert_256_seeds_and_sparse_reward(reacher):
     expert = collect_rollouts(reacher, "expert", jax.random.key(7), n=256, horizon=75)
     random = collect_rollouts(reacher, "random", jax.random.key(7), n=32, horizon=75)
