@@ -11,6 +11,7 @@ import json
 import pytest
 
 from car_jax.cli import main
+from car_jax.errors import UserError
 
 SPEC = '''"""Pick up the key, open the door, then reach the goal square."""
 
@@ -167,3 +168,5 @@ def test_progress_and_carried_observations_are_the_minigrid_defaults():
         assert make_env(task, compiled, "state", reward).observation_meta()["carried"] is True
     assert make_env(task, compiled, "state", "sparse", carried_obs=False).carried_obs is False
     assert default_carried_obs(envs.make("CartPole-v1")) is False
+    with pytest.raises(UserError, match="--carried-obs: task 'CartPole-v1' has no carried object"):
+        default_carried_obs(envs.make("CartPole-v1"), True)
