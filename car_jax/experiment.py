@@ -17,7 +17,7 @@ import numpy as np
 
 from car_jax.errors import UserError
 from car_jax.report import Curve, json_safe
-from car_jax.reward import CodeReward
+from car_jax.reward import CodeReward, check_carried
 
 REWARDS = ("car", "sparse")
 LABELS = {"car": "code reward (CaR)", "sparse": "sparse reward"}
@@ -74,11 +74,8 @@ def default_carried_obs(task, choice: bool | None = None) -> bool:
 
     Asking for it on a task without `show_carried` is refused here, before anything is trained.
     """
-    if choice and getattr(task, "show_carried", None) is None:
-        raise UserError(
-            f"--carried-obs: task {task.id!r} has no carried object to show in its observation; "
-            "only MiniGrid tasks take it"
-        )
+    if choice:
+        check_carried(task, "--carried-obs")
     if choice is not None:
         return bool(choice)
     return getattr(task, "family", "") in CARRIED_OBS_FAMILIES

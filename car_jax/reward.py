@@ -112,12 +112,8 @@ class CodeReward:
         if np.ndim(code_weight) and len(code_weight) != len(specs):
             raise UserError(f"got {len(code_weight)} code weights for {len(specs)} specs")
         weights = np.broadcast_to(np.asarray(code_weight, np.float32).reshape(-1), (len(specs),))
-        if carried_obs and getattr(task, "show_carried", None) is None:
-            raise UserError(
-                f"carried_obs: task {task.id!r} ({getattr(task, 'family', '') or 'no family'}) has "
-                "no carried object to show in its observation; only tasks with "
-                "`show_carried` (MiniGrid) take it"
-            )
+        if carried_obs:
+            check_carried(task, "carried_obs")
         if not 0.0 <= float(gamma) <= 1.0:
             raise UserError(f"CodeReward gamma must lie in [0, 1], got {gamma!r}")
         k = max(counts)
@@ -246,6 +242,16 @@ class CodeReward:
     def observation_meta(self) -> dict[str, bool]:
         """What the policy observation adds to the task's own (recorded in run.json)."""
         return {"progress": self.progress_obs, "carried": self.carried_obs}
+
+
+def check_carried(task, option: str) -> None:
+    """Refuse `option` (the carried-object view) for a task without `show_carried`."""
+    if getattr(task, "show_carried", None) is None:
+        raise UserError(
+            f"{option}: task {task.id!r} ({getattr(task, 'family', '') or 'no family'}) has no "
+            "carried object to show in its observation; only tasks with `show_carried` "
+            "(MiniGrid) take it"
+        )
 
 
 def _progress_obs_shape(
