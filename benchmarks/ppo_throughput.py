@@ -37,9 +37,18 @@ from jax_rollout import bench_interleaved, paired_ratio  # noqa: E402
 
 
 def prepare(
-    env: Any, family: str, num_envs: int, seeds: int, updates: int, reset_mode: str
+    env: Any,
+    family: str,
+    num_envs: int,
+    seeds: int,
+    updates: int,
+    reset_mode: str,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Compile one chunk of `updates` PPO updates (seeds vmapped); its timed call and compile time."""
+    """Compile one chunk of `updates` PPO updates (seeds vmapped); its timed call and compile time.
+
+    `overrides`: further PPOConfig fields (e.g. conv_impl).
+    """
     from car_jax.rl.config import PPOConfig
     from car_jax.rl.ppo import PPOTrainer
 
@@ -48,6 +57,7 @@ def prepare(
         num_envs=num_envs,
         total_timesteps=num_envs * base.num_steps * updates,
         reset_mode=reset_mode,
+        **overrides,
     )
     trainer = PPOTrainer(cfg, env)
     keys = jax.random.split(jax.random.key(0), seeds)

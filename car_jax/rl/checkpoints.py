@@ -70,6 +70,13 @@ def check_resumable(meta_path: Path, meta: dict) -> None:
     for field in RESUME_FIELDS:
         if field not in old and field == "observation":
             continue  # written by versions that did not record it: nothing to compare
+        if field == "config" and isinstance(old.get(field), dict):
+            # A field added to PPOConfig since the run started takes its default, which keeps
+            # what the run did (e.g. conv_impl: both implementations compute the same function).
+            from car_jax.rl.config import PPOConfig
+
+            filled = {**PPOConfig.from_dict(old[field]).to_dict(), **old[field]}
+            old = {**old, field: filled}
         if old.get(field) != json.loads(json.dumps(meta.get(field))):
             raise UserError(
                 f"cannot resume {meta_path.parent}: its {field} differs from this call's "

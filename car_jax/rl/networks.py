@@ -79,19 +79,54 @@ class GridEmbedTorso(nn.Module):
         return x.reshape(obs.shape[0], -1)
 
 
+class Conv3x3(nn.Module):
+    """A 3x3, stride-1, SAME-padded convolution written as one matmul over 3x3 patches.
+
+    The same function and parameters (`kernel` [3, 3, C_in, C_out], `bias` [C_out]) as
+    `nn.Conv(features, (3, 3), padding="SAME")`. Why not `nn.Conv`: under `vmap` over seeds (each
+    seed its own kernel) XLA's CPU backend turns the convolution into a grouped convolution, which
+    runs several times slower than the seeds one after another; a matmul with a batched weight
+    stays a plain batched matmul (benchmarks/results/conv_vmap.json).
+    """
+
+    features: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[B, H, W, C_in] float -> [B, H, W, features]."""
+        h, w, c = x.shape[-3:]
+        kernel = self.param("kernel", self.kernel_init, (3, 3, c, self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        # Patch channels in (row offset, column offset, channel) order: the kernel's own layout.
+        patches = jnp.concatenate(
+            [padded[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1
+        )
+        return patches @ kernel.reshape(9 * c, self.features) + bias
+
+
 class CNNTorso(nn.Module):
-    """Image-like float/bool [B, H, W, C] (MinAtar): 3x3 convolutions with ReLU, flattened."""
+    """Image-like float/bool [B, H, W, C] (MinAtar): 3x3 convolutions with ReLU, flattened.
+
+    `impl`: "patches" (`Conv3x3`, the default: fast under vmap over seeds on CPU) or "lax"
+    (`nn.Conv`). Both have the same parameter tree and compute the same function.
+    """
 
     channels: Sequence[int] = (16,)
+    impl: str = "patches"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
         """[B, H, W, C] -> [B, H * W * channels[-1]]."""
         x = obs.astype(jnp.float32)
-        for c in self.channels:
-            x = nn.relu(
-                nn.Conv(c, (3, 3), padding="SAME", kernel_init=_kernel_init(np.sqrt(2.0)))(x)
-            )
+        init = _kernel_init(np.sqrt(2.0))
+        for i, c in enumerate(self.channels):
+            if self.impl == "lax":
+                conv = nn.Conv(c, (3, 3), padding="SAME", kernel_init=init, name=f"Conv_{i}")
+            else:
+                conv = Conv3x3(c, kernel_init=init, name=f"Conv_{i}")
+            x = nn.relu(conv(x))
         return x.reshape(obs.shape[0], -1)
 
 
@@ -131,7 +166,7 @@ def select_torso(config: Any, obs_shape: tuple[int, ...], obs_dtype: str) -> nn.
             )
         return GridEmbedTorso(config.embed_dim, config.embed_vocab)
     if len(obs_shape) == 3:
-        return CNNTorso(tuple(config.cnn_channels))
+        return CNNTorso(tuple(config.cnn_channels), config.conv_impl)
     return FlattenTorso()
 
 

@@ -105,3 +105,22 @@ def test_existing_run_needs_resume_and_matching_settings(uninterrupted, trainer)
     with pytest.raises(UserError, match="its observation differs .*carried"):
         train_run(resume_config(), ShowsMore(), RESUME_SEEDS, uninterrupted.out_dir, resume=True,
                   chunk_updates=CHUNK, progress=False)  # fmt: skip
+
+
+def test_run_from_before_a_new_config_field_still_resumes(tmp_path):
+    # run.json written before PPOConfig.conv_impl existed: the field takes its default, and any
+    # real difference in the config is still refused.
+    from car_jax.rl.checkpoints import check_resumable
+
+    config = resume_config().to_dict()
+    meta = {"env": "Bandit", "seeds": [0], "config": config}
+    old_config = {k: v for k, v in config.items() if k != "conv_impl"}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({**meta, "config": old_config}))
+    check_resumable(path, meta)
+    path.write_text(json.dumps({**meta, "config": {**old_config, "lr": config["lr"] * 2}}))
+    with pytest.raises(UserError, match="its config differs"):
+        check_resumable(path, meta)
+    path.write_text(json.dumps({**meta, "config": {**config, "conv_impl": "lax"}}))
+    with pytest.raises(UserError, match="its config differs"):
+        check_resumable(path, meta)
