@@ -81,9 +81,12 @@ def default_carried_obs(task, choice: bool | None = None) -> bool:
     return getattr(task, "family", "") in CARRIED_OBS_FAMILIES
 
 
-# Training env-steps/s per seed on a 2-core CPU at the family's default envs (measured, rounded
-# down), for the time estimate `car-jax run` prints before it starts.
-STEPS_PER_SECOND = {"minigrid": 30_000, "classic": 20_000, "minatar": 2_700, "brax": 2_000}
+# Training env-steps/s, all seeds together, on a 2-core CPU at the family's default envs (measured,
+# rounded down), for the time estimate `car-jax run` prints before it starts: MiniGrid 30-48k
+# (UnlockPickUp's code reward 16k), classic 44k (CartPole, 4 envs, loaded machine) to 190k, and
+# 5 seeds in sample_efficiency.json; MinAtar 7-9k at 1-5 seeds (conv_vmap.json, with the patch
+# convolution; 2.7k before it); reacher 18-23k (5 seeds, 512 envs).
+STEPS_PER_SECOND = {"minigrid": 30_000, "classic": 40_000, "minatar": 7_000, "brax": 18_000}
 
 
 def expand_rewards(choice: str) -> tuple[str, ...]:
