@@ -9,7 +9,9 @@ plugin primitive are held to the same safety rules as any other.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +26,7 @@ REFERENCE = EXAMPLE / "switchroom" / "reference"
 # What goes on sys.path: a folder holding only a link to the package, so that metadata left in
 # examples/plugin by a developer's `pip install -e` (an .egg-info with entry points) is not read.
 PLUGIN_PATH = Path(tempfile.mkdtemp(prefix="car_jax_plugin_path_"))
+atexit.register(shutil.rmtree, PLUGIN_PATH, ignore_errors=True)
 (PLUGIN_PATH / "switchroom").symlink_to(EXAMPLE / "switchroom", target_is_directory=True)
 TASK_ID = "SwitchRoom-7x7"
 PLUGIN_NAMES = ("colours_touch", TASK_ID)
