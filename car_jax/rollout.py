@@ -53,6 +53,7 @@ from car_jax.sprite_inputs import observe_cells, task_sprite_frames
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+ROLLOUT_CHUNK = 64  # steps per compiled piece of `collect_rollouts(..., until_done=True)`
 EPSILON = 0.25  # share of random actions of the "epsilon-expert" policy (near-miss negatives)
 
 Policy = Callable[[jax.Array, Any, Any], jax.Array]
@@ -115,11 +116,12 @@ def _cell_dtype(sheet: Any) -> Any:
     return jnp.uint8 if len(sheet.sprites) <= 256 else jnp.uint16
 
 
-@functools.lru_cache(maxsize=64)
-def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str, cells: bool = False):
-    # NOTE: task, policy, n, horizon, mode and cells are static: one compiled program per combination,
-    # cached here so repeated calls (new keys) do not recompile. The expert and the
-    # epsilon-expert share one program: `epsilon` (the share of random actions) is traced.
+def _episode_parts(task: Any, policy: str | Policy, mode: str, cells: bool):
+    """(start(key) -> carry, body(carry, epsilon) -> (carry, row)) of one episode's scan.
+
+    The carry holds the key the next row splits from, so a rollout scanned in pieces gives the
+    same rows as one scanned at once.
+    """
     act = _resolve_policy(task, policy)
     mixed = policy == "expert"
     a_dtype = _action_dtype(task)
@@ -132,42 +134,77 @@ def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str, cel
         obs = observe_cells(task, state, mode)
         return {k: v.astype(_cell_dtype(sheets[k])) if k in sheets else v for k, v in obs.items()}
 
-    def episode(key: jax.Array, epsilon: jax.Array):
+    def start(key: jax.Array):
         key, k_reset = jax.random.split(key)
         _, state0 = task.reset(k_reset, task.params)
+        return (state0, jnp.bool_(False), jnp.bool_(False), key)
 
-        def body(carry, _):
-            state, terminal, ended, key = carry
-            key, k_act, k_step = jax.random.split(key, 3)
-            valid = ~ended
-            obs = observe(state)
-            succ = task.success(state) & valid
-            action = jnp.asarray(act(k_act, state, task.params)).astype(a_dtype)
-            if mixed:
-                k_coin, k_rand = jax.random.split(jax.random.fold_in(k_act, 1))
-                rand = jnp.asarray(task.action.sample(k_rand)).astype(a_dtype)
-                action = jnp.where(jax.random.uniform(k_coin) < epsilon, rand, action)
-            _, stepped, reward, term, trunc, _ = task.step(k_step, state, action, task.params)
-            moves = ~terminal
-            # NOTE: jnp.where over the whole state pytree freezes it once the episode ended.
-            new_state = jax.tree.map(lambda a, b: jnp.where(moves, a, b), stepped, state)
-            reward = jnp.where(moves, jnp.asarray(reward, jnp.float32), 0.0)
-            new_terminal = terminal | (moves & (term | trunc))
-            row = (obs, action, reward, valid, succ)
-            return (new_state, new_terminal, terminal, key), row
+    def body(carry, epsilon: jax.Array):
+        state, terminal, ended, key = carry
+        key, k_act, k_step = jax.random.split(key, 3)
+        valid = ~ended
+        obs = observe(state)
+        succ = task.success(state) & valid
+        action = jnp.asarray(act(k_act, state, task.params)).astype(a_dtype)
+        if mixed:
+            k_coin, k_rand = jax.random.split(jax.random.fold_in(k_act, 1))
+            rand = jnp.asarray(task.action.sample(k_rand)).astype(a_dtype)
+            action = jnp.where(jax.random.uniform(k_coin) < epsilon, rand, action)
+        _, stepped, reward, term, trunc, _ = task.step(k_step, state, action, task.params)
+        moves = ~terminal
+        # NOTE: jnp.where over the whole state pytree freezes it once the episode ended.
+        new_state = jax.tree.map(lambda a, b: jnp.where(moves, a, b), stepped, state)
+        reward = jnp.where(moves, jnp.asarray(reward, jnp.float32), 0.0)
+        new_terminal = terminal | (moves & (term | trunc))
+        row = (obs, action, reward, valid, succ)
+        return (new_state, new_terminal, terminal, key), row
 
-        init = (state0, jnp.bool_(False), jnp.bool_(False), key)
-        _, (obs, actions, reward, valid, succ) = jax.lax.scan(body, init, None, length=horizon)
-        return obs, actions, reward, valid, succ
+    return start, body, tuple(sheets)
+
+
+def _scan(body, carry, epsilon, length: int):
+    """`length` rows of one episode from `carry`: (carry, rows)."""
+    return jax.lax.scan(lambda c, _: body(c, epsilon), carry, None, length=length)
+
+
+def _trajectories(rows, mode: str, cell_inputs: tuple[str, ...]) -> Trajectories:
+    obs, actions, reward, valid, solved = rows
+    return Trajectories(obs, actions, reward, valid, solved.any(axis=1), solved, mode=mode,
+                        cell_inputs=cell_inputs)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _build(task: Any, policy: str | Policy, n: int, horizon: int, mode: str, cells: bool = False):
+    # NOTE: task, policy, n, horizon, mode and cells are static: one compiled program per combination,
+    # cached here so repeated calls (new keys) do not recompile. The expert and the
+    # epsilon-expert share one program: `epsilon` (the share of random actions) is traced.
+    start, body, cell_inputs = _episode_parts(task, policy, mode, cells)
+
+    def episode(key: jax.Array, epsilon: jax.Array):
+        return _scan(body, start(key), epsilon, horizon)[1]
 
     @jax.jit
     def run(key: jax.Array, epsilon: jax.Array) -> Trajectories:
         keys = jax.random.split(key, n)
-        obs, actions, reward, valid, success = jax.vmap(episode, (0, None))(keys, epsilon)
-        return Trajectories(obs, actions, reward, valid, success.any(axis=1), success, mode=mode,
-                            cell_inputs=tuple(sheets))  # fmt: skip
+        return _trajectories(jax.vmap(episode, (0, None))(keys, epsilon), mode, cell_inputs)
 
     return run
+
+
+@functools.lru_cache(maxsize=64)
+def _build_chunked(task: Any, policy: str | Policy, n: int, chunk: int, mode: str, cells: bool):
+    """(start(key) -> carries, advance(carries, epsilon) -> (carries, rows of `chunk` steps))."""
+    start, body, cell_inputs = _episode_parts(task, policy, mode, cells)
+
+    @jax.jit
+    def begin(key: jax.Array):
+        return jax.vmap(start)(jax.random.split(key, n))
+
+    @jax.jit
+    def advance(carries, epsilon: jax.Array):
+        return jax.vmap(lambda c: _scan(body, c, epsilon, chunk), (0,))(carries)
+
+    return begin, advance, cell_inputs
 
 
 def collect_rollouts(
@@ -179,8 +216,15 @@ def collect_rollouts(
     mode: str = "state",
     *,
     cells: bool = False,
+    until_done: bool = False,
+    chunk: int = ROLLOUT_CHUNK,
 ) -> Trajectories:
     """Run `n` episodes of `horizon` steps (default: the task's time limit + 1) in one jitted call.
+
+    With `until_done`, the steps are scanned `chunk` at a time and collection stops after the
+    first chunk at whose end every episode has ended: the same rows as the full rollout (same
+    key), without the trailing rows where no episode is valid. An expert that solves
+    DoorKey-16x16 in ~50 steps then costs one 64-step chunk, not its 2,560-step time limit.
 
     Args:
         task: a registered Task (`envs.make(id)`).
@@ -192,6 +236,9 @@ def collect_rollouts(
         mode: the program input mode recorded in `inputs`.
         cells: record the task's sprite-grid inputs as cell ids, not drawn frames (see the
             module docstring); no effect where the task declares none for `mode`.
+        until_done: stop at the first `chunk` boundary where every episode has ended; the
+            trajectories then hold a multiple of `chunk` rows, or `horizon` if that is fewer.
+        chunk: steps per compiled piece under `until_done`.
     """
     if n < 1:
         raise UserError(f"number of episodes must be >= 1, got {n}")
@@ -206,7 +253,22 @@ def collect_rollouts(
     if policy == "epsilon-expert":
         policy = "expert"
     cells = bool(cells and task_sprite_frames(task, mode))
-    return _build(task, policy, int(n), horizon, mode, cells)(key, jnp.float32(epsilon))
+    if not until_done:
+        return _build(task, policy, int(n), horizon, mode, cells)(key, jnp.float32(epsilon))
+    if chunk < 1:
+        raise UserError(f"chunk must be >= 1 step, got {chunk}")
+    begin, advance, cell_inputs = _build_chunked(
+        task, policy, int(n), min(int(chunk), horizon), mode, cells
+    )
+    carries, pieces, rows = begin(key), [], 0
+    while rows < horizon:
+        carries, piece = advance(carries, jnp.float32(epsilon))
+        pieces.append(piece)
+        rows += piece[3].shape[1]
+        if bool(jnp.all(carries[2])):  # every episode ended: no later row is valid
+            break
+    joined = jax.tree.map(lambda *a: jnp.concatenate(a, axis=1)[:, :horizon], *pieces)
+    return _trajectories(joined, mode, cell_inputs)
 
 
 def draw_frames(traj: Trajectories, task: Any) -> Trajectories:

@@ -867,13 +867,15 @@ def collect_verification_rollouts(
     """`n` expert, `n` random and `n` epsilon-expert Trajectories for verifying programs on `task`.
 
     A given `expert` or `random` (e.g. loaded from a file) is used as is; only the others are
-    collected. Expert runs last `horizon` steps (default: a whole episode). Random runs last
+    collected. Expert runs last `horizon` steps (default: whole episodes, collected in chunks of
+    `car_jax.rollout.ROLLOUT_CHUNK` steps until every one has ended). Random runs last
     `random_horizon` steps; by default as long as the longest expert episode, so "fires for a
     random agent" means "given the time the expert needed" (with the full 640-step limit of
     DoorKey-8x8 a random agent picks up the key in ~96% of runs). Epsilon-expert runs (the
     scripted expert with a share `car_jax.rollout.EPSILON` of random actions; near misses) last
     as long as random runs, so that many end close to success without reaching it; they are
-    collected when `near_miss` and the task has a scripted expert. `held_out` draws every rollout from another random stream of `seed`.
+    collected when `near_miss` and the task has a scripted expert. `held_out` draws every
+    rollout from another random stream of `seed`.
     `cells` (default: wherever the task declares sprite-grid inputs for `mode`) records those
     inputs as cell ids instead of drawn frames (`collect_rollouts(..., cells=True)`): the same
     verdicts, a fraction of the memory, and programs read them without drawing.
@@ -897,36 +899,34 @@ def collect_verification_rollouts(
             raise UserError(
                 f"task {task.id!r} has no scripted expert: pass expert trajectories from a file"
             )
-        if horizon is None and mode != "state" and "state" in task.modes:
-            # NOTE: rollouts depend only on the key, not on the mode recorded: a cheap pass in
-            # state mode finds the longest expert episode, so large pixel frames are recorded
-            # for that many steps only, not for the whole time limit.
-            probe = collect_rollouts(task, "expert", k_e, n, None, mode="state")
-            longest = int(np.asarray(probe.valid).sum(axis=1).max()) + 1
-            horizon = min(task.max_steps + 1, _bucket(longest))  # rows past the end are invalid
-        expert = collect_rollouts(task, "expert", k_e, n, horizon, mode=mode, cells=cells)
+        # NOTE: by default (no horizon) collected in chunks until every episode has ended, not
+        # to the time limit: the rows are those of a whole-limit rollout up to the last chunk.
+        expert = collect_rollouts(
+            task, "expert", k_e, n, horizon, mode=mode, cells=cells, until_done=horizon is None
+        )
     longest = max(1, int(np.asarray(expert.valid).sum(axis=1).max()))
     if random is None:
-        # NOTE: collected to a horizon rounded up (so another seed's set reuses the compiled
-        # rollout), then cut: the rows are those of a rollout of exactly that length.
+        # NOTE: collected in whole chunks (one compiled program for every length), then cut:
+        # the rows are those of a rollout of exactly that length.
         h = random_horizon or longest
-        random = _cut(
-            collect_rollouts(task, "random", k_r, n, _bucket(h), mode=mode, cells=cells), h
-        )
+        random = _cut(_chunked(task, "random", k_r, n, h, mode, cells), h)
     epsilon = None
     if near_miss and task.expert is not None:
-        # NOTE: collected with the expert's compiled program (same n and horizon; epsilon is
-        # traced), then cut to the random runs' length: rows are identical to a shorter rollout.
-        full = collect_rollouts(
-            task, "epsilon-expert", k_p, n, expert.horizon, mode=mode, cells=cells
-        )
-        epsilon = _cut(full, random.horizon)
+        # NOTE: the expert's compiled chunk (epsilon is traced), cut to the random runs' length:
+        # rows identical to a shorter rollout; fewer when every episode ended before it.
+        epsilon = _cut(_chunked(task, "epsilon-expert", k_p, n, random.horizon, mode, cells),
+                       random.horizon)  # fmt: skip
     return VerificationRollouts(expert, random, epsilon)
 
 
-def _bucket(steps: int, size: int = 16) -> int:
-    """`steps` rounded up to a multiple of `size` (fewer distinct compiled rollouts)."""
-    return -(-steps // size) * size
+def _chunked(task, policy: str, key, n: int, horizon: int, mode: str, cells: bool):
+    """`collect_rollouts(..., until_done=True)` to `horizon` rounded up to whole chunks."""
+    from car_jax.rollout import ROLLOUT_CHUNK, collect_rollouts
+
+    whole = -(-horizon // ROLLOUT_CHUNK) * ROLLOUT_CHUNK
+    return collect_rollouts(
+        task, policy, key, n, whole, mode=mode, cells=cells, until_done=True
+    )
 
 
 def _cut(traj, horizon: int):

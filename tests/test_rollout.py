@@ -177,6 +177,38 @@ def test_solved_is_per_step_ground_truth(task):
     assert solved[np.arange(6), last].all() and solved.sum() == 6
 
 
+def test_until_done_collects_the_same_rows_and_stops_when_every_episode_ended(task, random_traj):
+    key = jax.random.key(3)  # the expert of test_solved_is_per_step_ground_truth: all end by 40
+    full = collect_rollouts(task, "expert", key, n=6, horizon=40)
+    short = collect_rollouts(task, "expert", key, n=6, horizon=40, until_done=True, chunk=8)
+    last_valid = int(np.asarray(full.valid).sum(axis=1).max())
+    # Whole chunks up to the one in which the last episode's end row lies, no further.
+    assert short.horizon == -(-(last_valid + 1) // 8) * 8 < 40
+    assert not np.asarray(full.valid)[:, short.horizon :].any()
+    for name in full.inputs:
+        np.testing.assert_array_equal(
+            short.inputs[name], np.asarray(full.inputs[name])[:, : short.horizon]
+        )
+    for field in ("actions", "reward", "valid", "solved"):
+        np.testing.assert_array_equal(
+            getattr(short, field), np.asarray(getattr(full, field))[:, : short.horizon]
+        )
+    np.testing.assert_array_equal(short.success, full.success)
+    # Some random run lasts past 40 steps: every row is collected (3 chunks of 16, cut to 40).
+    assert np.asarray(random_traj.valid)[:, -1].any()
+    rand = collect_rollouts(
+        task, "random", jax.random.key(0), n=6, horizon=40, until_done=True, chunk=16
+    )
+    assert rand.horizon == 40
+    np.testing.assert_array_equal(rand.valid, random_traj.valid)
+    for name in rand.inputs:
+        np.testing.assert_array_equal(rand.inputs[name], random_traj.inputs[name])
+    with pytest.raises(UserError, match="chunk must be >= 1"):
+        collect_rollouts(
+            task, "random", jax.random.key(0), n=6, horizon=40, until_done=True, chunk=0
+        )
+
+
 def test_epsilon_expert_mixes_random_actions(task):
     key = jax.random.key(5)
     expert = collect_rollouts(task, "expert", key, n=6, horizon=40)
