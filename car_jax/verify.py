@@ -924,9 +924,7 @@ def _chunked(task, policy: str, key, n: int, horizon: int, mode: str, cells: boo
     from car_jax.rollout import ROLLOUT_CHUNK, collect_rollouts
 
     whole = -(-horizon // ROLLOUT_CHUNK) * ROLLOUT_CHUNK
-    return collect_rollouts(
-        task, policy, key, n, whole, mode=mode, cells=cells, until_done=True
-    )
+    return collect_rollouts(task, policy, key, n, whole, mode=mode, cells=cells, until_done=True)
 
 
 def _cut(traj, horizon: int):
