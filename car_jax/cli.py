@@ -11,6 +11,7 @@ import pkgutil
 import sys
 
 from car_jax.commands._common import add_plugin_option, load_plugins_for
+from car_jax.compile_cache import enable_compile_cache
 from car_jax.errors import UserError
 
 
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="car-jax",
         description="Code as Reward in JAX: generate, verify and train with reward programs.",
+        epilog="Compiled programs are cached in $CAR_JAX_CACHE/xla (default ~/.cache/car-jax/xla), "
+        "so a repeated run skips most compiling; CAR_JAX_COMPILE_CACHE=DIR moves it, "
+        "CAR_JAX_COMPILE_CACHE=off turns it off.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -46,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        enable_compile_cache()
         load_plugins_for(args)  # entry points, $CAR_JAX_PLUGINS, --plugin: before any command
         code = args._run(args)
     except UserError as err:

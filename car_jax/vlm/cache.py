@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from car_jax.vlm.base import Answer, VLMBackend, VLMRequest
 CACHE_VERSION = 1
 
 
-def default_cache_dir() -> Path:
-    """`$CAR_JAX_CACHE`, else `~/.cache/car-jax` (responses live under `vlm/` inside it)."""
-    env = os.environ.get("CAR_JAX_CACHE")
+def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """`$CAR_JAX_CACHE`, else `~/.cache/car-jax` (responses live under `vlm/` inside it, compiled
+    programs under `xla/`, `car_jax.compile_cache`)."""
+    env = environ.get("CAR_JAX_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "car-jax"
 
 
