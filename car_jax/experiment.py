@@ -62,11 +62,16 @@ PROGRESS_OBS_FAMILIES = ("minigrid",)
 CARRIED_OBS_FAMILIES = ("minigrid",)
 
 
-def default_progress_obs(task, choice: bool | None = None) -> bool:
-    """`choice` when given, else whether `task`'s family shows the progress by default."""
+def _family_default(task, choice: bool | None, families: tuple[str, ...]) -> bool:
+    """`choice` when given, else whether `task`'s family is one of `families`."""
     if choice is not None:
         return bool(choice)
-    return getattr(task, "family", "") in PROGRESS_OBS_FAMILIES
+    return getattr(task, "family", "") in families
+
+
+def default_progress_obs(task, choice: bool | None = None) -> bool:
+    """`choice` when given, else whether `task`'s family shows the progress by default."""
+    return _family_default(task, choice, PROGRESS_OBS_FAMILIES)
 
 
 def default_carried_obs(task, choice: bool | None = None) -> bool:
@@ -76,9 +81,7 @@ def default_carried_obs(task, choice: bool | None = None) -> bool:
     """
     if choice:
         check_carried(task, "--carried-obs")
-    if choice is not None:
-        return bool(choice)
-    return getattr(task, "family", "") in CARRIED_OBS_FAMILIES
+    return _family_default(task, choice, CARRIED_OBS_FAMILIES)
 
 
 # Training env-steps/s, all seeds together, on a 2-core CPU at the family's default envs (measured,
