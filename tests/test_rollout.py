@@ -180,20 +180,25 @@ def test_solved_is_per_step_ground_truth(task):
 def test_until_done_collects_the_same_rows_and_stops_when_every_episode_ended(task, random_traj):
     key = jax.random.key(3)  # the expert of test_solved_is_per_step_ground_truth: all end by 40
     full = collect_rollouts(task, "expert", key, n=6, horizon=40)
+    rows = int(np.asarray(full.valid).sum(axis=1).max())  # the longest episode's valid rows
+    # One step at a time it stops right after the last valid row: nothing valid is lost, and no
+    # row where no episode is valid is kept.
+    exact = collect_rollouts(task, "expert", key, n=6, horizon=40, until_done=True, chunk=1)
+    assert exact.horizon == rows < 40
+    # In chunks: whole chunks up to the one holding that row, no further.
     short = collect_rollouts(task, "expert", key, n=6, horizon=40, until_done=True, chunk=8)
-    last_valid = int(np.asarray(full.valid).sum(axis=1).max())
-    # Whole chunks up to the one in which the last episode's end row lies, no further.
-    assert short.horizon == -(-(last_valid + 1) // 8) * 8 < 40
-    assert not np.asarray(full.valid)[:, short.horizon :].any()
-    for name in full.inputs:
-        np.testing.assert_array_equal(
-            short.inputs[name], np.asarray(full.inputs[name])[:, : short.horizon]
-        )
-    for field in ("actions", "reward", "valid", "solved"):
-        np.testing.assert_array_equal(
-            getattr(short, field), np.asarray(getattr(full, field))[:, : short.horizon]
-        )
-    np.testing.assert_array_equal(short.success, full.success)
+    assert short.horizon == -(-rows // 8) * 8
+    assert not np.asarray(full.valid)[:, rows:].any()
+    for part in (exact, short):
+        for name in full.inputs:
+            np.testing.assert_array_equal(
+                part.inputs[name], np.asarray(full.inputs[name])[:, : part.horizon]
+            )
+        for field in ("actions", "reward", "valid", "solved"):
+            np.testing.assert_array_equal(
+                getattr(part, field), np.asarray(getattr(full, field))[:, : part.horizon]
+            )
+        np.testing.assert_array_equal(part.success, full.success)
     # Some random run lasts past 40 steps: every row is collected (3 chunks of 16, cut to 40).
     assert np.asarray(random_traj.valid)[:, -1].any()
     rand = collect_rollouts(
