@@ -7,7 +7,8 @@ the sparse reward alone, on the same seeds and under one fixed step budget, and 
 reward the final greedy success (IQM over seeds, 95% stratified-bootstrap CI, and per seed) and
 the env steps from which success stays >= the threshold to the end of the run (per seed; the
 seed median and how many seeds got there). Results go to benchmarks/results/<out>.json (written
-after every task) and one PNG per task.
+after every task) and two PNGs per task: eval success, and the env's own eval return (which
+shows progress where success stays at 0).
 
     python benchmarks/sample_efficiency.py --tasks MiniGrid-DoorKey-5x5 CartPole-v1 --seeds 5
     python benchmarks/sample_efficiency.py --render benchmarks/results/sample_efficiency.json
@@ -133,6 +134,9 @@ def main() -> None:
         summary = summarize(results, compiled.names, args.threshold)
         png = out_json.parent / f"{out_json.stem}_{task_id}.png"
         plot_curves_of(results, png, f"{task_id}: code reward vs sparse ({args.seeds} seeds)")
+        # Success can stay at 0 while the return climbs (Breakout's bricks): plot that too.
+        png_return = png.with_name(f"{png.stem}_return.png")
+        plot_curves_of(results, png_return, f"{task_id}: env return ({args.seeds} seeds)", "return")
         per_task[task_id] = {
             "budget_per_seed": config.num_updates * config.batch_size,
             "num_envs": config.num_envs,
@@ -150,6 +154,7 @@ def main() -> None:
             "command": command(__file__),
             "wall_seconds": time.perf_counter() - t0,
             "plot": png.name,
+            "plot_return": png_return.name,
             **summary,
         }
         payload = {

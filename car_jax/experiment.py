@@ -204,15 +204,26 @@ def curves(results: dict[str, Any], metric: str = SCORE) -> dict[str, Curve]:
     return out
 
 
-def plot_curves_of(results: dict[str, Any], path: str | Path, title: str) -> Path:
-    """Greedy (solid, with its 95% CI) and stochastic (dashed) eval success of every variant."""
+def plot_curves_of(
+    results: dict[str, Any], path: str | Path, title: str, quantity: str = "success"
+) -> Path:
+    """Greedy (solid, with its 95% CI) and stochastic (dashed) eval `quantity` of every variant.
+
+    `quantity`: "success" (the score) or "return" (the env reward's episode return, which shows
+    progress where success stays at 0, e.g. bricks broken in Breakout).
+    """
     from car_jax.report import plot_curves
 
-    shown = dict(curves(results))
-    if all("eval_stochastic_success" in r.metrics for r in results.values()):
-        for label, c in curves(results, "eval_stochastic_success").items():
+    if quantity not in ("success", "return"):
+        raise UserError(f"can plot eval success or return, not {quantity!r}")
+    greedy, stochastic = f"eval_greedy_{quantity}", f"eval_stochastic_{quantity}"
+    shown = dict(curves(results, greedy))
+    if all(stochastic in r.metrics for r in results.values()):
+        for label, c in curves(results, stochastic).items():
             shown[f"{label}, stochastic"] = c
-    return plot_curves(shown, path, title, ylabel="eval success (greedy solid, stochastic dashed)")
+    return plot_curves(
+        shown, path, title, ylabel=f"eval {quantity} (greedy solid, stochastic dashed)"
+    )
 
 
 def summarize(results: dict[str, Any], names: Sequence[str], threshold: float = 0.9) -> dict:

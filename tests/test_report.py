@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from car_jax.experiment import curves, summarize
 from car_jax.report import Curve, json_safe, plot_curves, run_report
@@ -54,3 +55,31 @@ def test_plot_report_and_json_safe(tmp_path):
     assert "| code reward | 3 | 95% [" in report and "| 90% 100% 95% |" in report
     assert "3 (3/3)" in report
     assert json_safe({"a": [float("nan"), 1.0], "b": (2.0,)}) == {"a": [None, 1.0], "b": [2.0]}
+
+
+def test_plot_curves_of_draws_success_or_the_env_return(tmp_path, monkeypatch):
+    import car_jax.report as report
+    from car_jax.errors import UserError
+    from car_jax.experiment import plot_curves_of
+
+    res = _result([[NAN, 0.0, NAN, 0.0], [NAN, 0.0, NAN, 0.0]], [100, 200, 300, 400])
+    res.metrics["eval_greedy_return"] = np.asarray([[NAN, 3.0, NAN, 7.0], [NAN, 4.0, NAN, 20.0]])
+    drawn = {}
+
+    def spy(curves_, path, title, ylabel):
+        drawn[ylabel] = {
+            k: (c.steps.tolist(), c.final_per_seed().tolist()) for k, c in curves_.items()
+        }
+        return plot_curves(curves_, path, title, ylabel)
+
+    monkeypatch.setattr(report, "plot_curves", spy)
+    png = plot_curves_of({"car": res}, tmp_path / "r.png", "t", "return")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The return, only at the evaluations; no stochastic curve since none was logged.
+    assert drawn["eval return (greedy solid, stochastic dashed)"] == {
+        "code reward (CaR)": ([200.0, 400.0], [7.0, 20.0])
+    }
+    plot_curves_of({"car": res}, tmp_path / "s.png", "t")
+    assert drawn["eval success (greedy solid, stochastic dashed)"]["code reward (CaR)"][1] == [0, 0]
+    with pytest.raises(UserError, match="not 'length'"):
+        plot_curves_of({"car": res}, tmp_path / "x.png", "t", "length")
