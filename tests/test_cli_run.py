@@ -132,6 +132,26 @@ def test_bad_inputs_get_one_clear_line(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["run", "MiniGrid-DoorKey-5x5", "--resume"]) == 2
     assert "--resume needs --out" in capsys.readouterr().err
+    # Training flags are checked before stage 1, so nothing is generated or written first.
+    out = tmp_path / "never"
+    assert main(["run", "MiniGrid-DoorKey-5x5", "--out", str(out), "--ent-coef", "-1"]) == 2
+    assert "--ent-coef must be >= 0, got -1.0" in capsys.readouterr().err
+    assert main(["run", "MiniGrid-DoorKey-5x5", "--out", str(out), "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_per_task_ppo_overrides_yield_to_flags():
+    import envs
+    from car_jax.experiment import make_config
+    from car_jax.rl.config import PPOConfig
+
+    family = PPOConfig.for_family("minatar").ent_coef
+    breakout, freeway = envs.make("Breakout-MinAtar"), envs.make("Freeway-MinAtar")
+    assert make_config(breakout).ent_coef == 0.1 != family
+    assert make_config(breakout, ent_coef=0.02).ent_coef == 0.02
+    assert make_config(breakout, ent_coef=None).ent_coef == 0.1  # an unset flag keeps the default
+    assert make_config(freeway).ent_coef == family
 
 
 def test_long_defaults_are_announced_with_a_smaller_budget(capsys):

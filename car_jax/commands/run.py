@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from car_jax.commands._common import compile_for, load_spec, load_task, out_dir, resolve_mode
-from car_jax.commands.train import add_training_arguments, train_and_report
+from car_jax.commands.train import add_training_arguments, train_and_report, training_config
 
 NAME = "run"
 HELP = "The main job: VLM -> reward programs -> verification -> PPO with code vs sparse reward."
@@ -94,6 +94,7 @@ def run(args) -> int:
     args.verify_seconds = None
     task = load_task(args.task)
     mode = resolve_mode(task, args.mode)
+    training_config(args, task)  # refuse bad training flags now, not after stages 1 and 2
     run_dir = out_dir(args, task.id)
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"run directory: {run_dir}")

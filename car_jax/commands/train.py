@@ -51,6 +51,8 @@ def add_training_arguments(
     g.add_argument("--num-envs", type=int, default=None, help="parallel envs per seed")
     g.add_argument("--steps", type=int, default=None, help="env steps per seed (default per task)")
     g.add_argument("--lr", type=float, default=None, help="learning rate")
+    g.add_argument("--ent-coef", type=float, default=None,
+                   help="entropy bonus weight (default per task family; Breakout-MinAtar 0.1)")  # fmt: skip
     g.add_argument("--bonus", type=float, default=0.5,
                    help="reward per sub-task (0.5); under --shaping potential, Phi is their sum")  # fmt: skip
     g.add_argument("--shaping", default="bonus", choices=("bonus", "potential"),
@@ -91,8 +93,11 @@ def training_config(args, task):
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.ent_coef is not None and args.ent_coef < 0:
+        raise UserError(f"--ent-coef must be >= 0, got {args.ent_coef}")
     return make_config(task, args.steps, num_envs=args.num_envs, lr=args.lr,
-                       eval_every=args.eval_every, eval_episodes=args.eval_episodes)  # fmt: skip
+                       ent_coef=args.ent_coef, eval_every=args.eval_every,
+                       eval_episodes=args.eval_episodes)  # fmt: skip
 
 
 def warn_if_long(task, config, seeds: int, variants: int) -> float:
