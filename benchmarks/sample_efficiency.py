@@ -36,7 +36,9 @@ from car_jax.experiment import (  # noqa: E402
     summarize,
     train_variants,
 )
+from car_jax.errors import UserError  # noqa: E402
 from car_jax.report import json_safe  # noqa: E402
+from car_jax.rl.config import parse_overrides  # noqa: E402
 from car_jax.spec import RewardSpec, compile_spec  # noqa: E402
 from car_jax.sprite_inputs import task_sprite_frames  # noqa: E402
 
@@ -83,6 +85,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="override the budget per seed")
     p.add_argument("--rewards", nargs="+", default=["car", "sparse"], choices=("car", "sparse"))
     p.add_argument("--ent-coef", type=float, default=None, help="override the entropy weight")
+    p.add_argument("--ppo", action="append", default=None, metavar="KEY=VALUE",
+                   help="override any PPOConfig field, e.g. --ppo gamma=0.999 (repeatable)")  # fmt: skip
     p.add_argument("--work-dir", default=None, help="training logs (default: a temporary folder)")
     p.add_argument("--out", default=str(RESULTS / "sample_efficiency.json"))
     p.add_argument("--note", default="", help="free text stored in the JSON (e.g. machine load)")
@@ -103,6 +107,10 @@ def main() -> None:
         print(f"wrote {args.out} ({len(merged['tasks'])} tasks from {len(args.merge)} runs)")
         return
 
+    try:  # every task's PPO settings first: a bad flag is refused before anything trains
+        configs = {task_id: task_config(envs.make(task_id), args) for task_id in args.tasks}
+    except UserError as e:
+        raise SystemExit(f"sample_efficiency: {e}") from None
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="car-jax-sample-eff-"))
     out_json = Path(args.out)
     per_task, not_run = {}, []
@@ -121,10 +129,7 @@ def main() -> None:
         )  # fmt: skip
         progress_obs = default_progress_obs(task, args.progress_obs)
         carried_obs = default_carried_obs(task, args.carried_obs)
-        base = make_config(task, args.steps, num_envs=args.num_envs)
-        budget = max(base.batch_size, int(base.total_timesteps * args.scale))
-        config = make_config(task, budget, num_envs=args.num_envs, ent_coef=args.ent_coef,
-                             eval_episodes=args.eval_episodes)  # fmt: skip
+        config = configs[task_id]
         t0 = time.perf_counter()
         results = train_variants(
             task, compiled, args.mode, tuple(args.rewards), config, args.seeds, work / task_id,
@@ -151,6 +156,8 @@ def main() -> None:
             "progress_obs": progress_obs,
             "carried_obs": carried_obs,
             "ent_coef": config.ent_coef,
+            "ppo_overrides": parse_overrides(args.ppo),  # --ppo: set on top of the task's defaults
+            "ppo_config": config.to_dict(),
             "command": command(__file__),
             "wall_seconds": time.perf_counter() - t0,
             "plot": png.name,
@@ -188,6 +195,16 @@ def main() -> None:
         write_json(out_json, json_safe(payload))  # after every task: nothing lost on a crash
         print(_row(task_id, per_task[task_id], key), flush=True)
     print(f"wrote {out_json} ({', '.join(LABELS.values())})")
+
+
+def task_config(task, args):
+    """The PPO config of one task: its run defaults, `--ppo`, the named flags, the budget scaled."""
+    ppo = parse_overrides(args.ppo)
+    base = make_config(task, args.steps, ppo, num_envs=args.num_envs)
+    budget = max(base.batch_size, int(base.total_timesteps * args.scale))
+    ppo.pop("total_timesteps", None)  # in `budget` now
+    return make_config(task, budget, ppo, num_envs=args.num_envs, ent_coef=args.ent_coef,
+                       eval_episodes=args.eval_episodes)  # fmt: skip
 
 
 # Settings a merged file keeps per task (they may differ between the runs merged).

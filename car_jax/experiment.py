@@ -139,14 +139,27 @@ def make_env(
     )
 
 
-def make_config(task, steps: int | None = None, **overrides: Any):
-    """PPO config: the task family's defaults, then the task's run defaults, then overrides."""
+def make_config(task, steps: int | None = None, ppo: dict[str, Any] | None = None, **overrides: Any):
+    """PPO config: the task family's defaults, then the task's run defaults, then overrides.
+
+    `ppo` holds any PPOConfig fields (`--ppo KEY=VALUE`, `car_jax.rl.config.parse_overrides`);
+    `steps` and `overrides` come from named flags (None = not given). A field set by both is
+    refused rather than one silently winning.
+    """
     from car_jax.rl.config import PPOConfig
 
     given = {k: v for k, v in overrides.items() if v is not None}
     if steps:
         given["total_timesteps"] = int(steps)
-    return PPOConfig.for_family(task.family, **{**RUN_DEFAULTS.get(task.id, {}), **given})
+    both = sorted(set(given) & set(ppo or {}))
+    if both:
+        raise UserError(
+            f"{', '.join(both)} set both by --ppo and by its own flag (--steps sets "
+            "total_timesteps); give each once"
+        )
+    return PPOConfig.for_family(
+        task.family, **{**RUN_DEFAULTS.get(task.id, {}), **(ppo or {}), **given}
+    )
 
 
 def estimate_seconds(task, config, seeds: int, variants: int) -> float:

@@ -53,6 +53,9 @@ def add_training_arguments(
     g.add_argument("--lr", type=float, default=None, help="learning rate")
     g.add_argument("--ent-coef", type=float, default=None,
                    help="entropy bonus weight (default per task family; Breakout-MinAtar 0.1)")  # fmt: skip
+    g.add_argument("--ppo", action="append", default=None, metavar="KEY=VALUE",
+                   help="set any PPO setting (a PPOConfig field, see docs/training.md), e.g. "
+                   "--ppo gamma=0.999 --ppo anneal_lr=false; repeatable")  # fmt: skip
     g.add_argument("--bonus", type=float, default=0.5,
                    help="reward per sub-task (0.5); under --shaping potential, Phi is their sum")  # fmt: skip
     g.add_argument("--shaping", default="bonus", choices=("bonus", "potential"),
@@ -90,12 +93,13 @@ def run(args) -> int:
 def training_config(args, task):
     """The PPO config of a `train`/`run` call: task defaults, then the command-line flags."""
     from car_jax.experiment import make_config
+    from car_jax.rl.config import parse_overrides
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}")
     if args.ent_coef is not None and args.ent_coef < 0:
         raise UserError(f"--ent-coef must be >= 0, got {args.ent_coef}")
-    return make_config(task, args.steps, num_envs=args.num_envs, lr=args.lr,
+    return make_config(task, args.steps, parse_overrides(args.ppo), num_envs=args.num_envs, lr=args.lr,
                        ent_coef=args.ent_coef, eval_every=args.eval_every,
                        eval_episodes=args.eval_episodes)  # fmt: skip
 

@@ -301,3 +301,50 @@ class PPOConfig:
             if k in kwargs:
                 kwargs[k] = tuple(kwargs[k])
         return cls(**kwargs)
+
+
+# Fields `--ppo KEY=VALUE` may not set: the family is bookkeeping, not a setting.
+_NOT_SETTABLE = ("family",)
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def parse_overrides(items: list[str] | None, flag: str = "--ppo") -> dict[str, Any]:
+    """PPOConfig overrides from "KEY=VALUE" strings (the `--ppo` flag), each value parsed by the
+    field's type: int, float, bool (true/false, yes/no, on/off, 1/0), str, or a comma-separated
+    tuple of ints (`hidden=256,256`). Unknown fields, bad values and a field given twice are
+    refused, naming the item."""
+    types = {f.name: f.type for f in dataclasses.fields(PPOConfig) if f.name not in _NOT_SETTABLE}
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        key, text = key.strip().replace("-", "_"), text.strip()
+        if not sep or not key or not text:
+            raise UserError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} gamma=0.999")
+        if key not in types:
+            raise UserError(
+                f"{flag} {item!r}: PPOConfig has no field {key!r}; settable: "
+                f"{', '.join(sorted(types))}"
+            )
+        if key in out:
+            raise UserError(f"{flag} sets {key} twice; give it once")
+        kind = str(types[key])
+        try:
+            if kind == "bool":
+                if text.lower() not in _TRUE + _FALSE:
+                    raise ValueError
+                value: Any = text.lower() in _TRUE
+            elif kind == "int":
+                value = int(text)
+            elif kind == "float":
+                value = float(text)
+            elif kind.startswith("tuple"):
+                value = tuple(int(v) for v in text.split(","))
+            else:
+                value = text
+        except ValueError:
+            expected = {"bool": "true or false", "int": "an integer", "float": "a number"}.get(
+                kind, "comma-separated integers, e.g. 256,256"
+            )
+            raise UserError(f"{flag} {item!r}: {key} takes {expected}, got {text!r}") from None
+        out[key] = value
+    return out
