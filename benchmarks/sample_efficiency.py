@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_util import RESULTS, command, machine, write_json  # noqa: E402
 
 import envs  # noqa: E402
+from car_jax.errors import UserError  # noqa: E402
 from car_jax.experiment import (  # noqa: E402
     LABELS,
     default_carried_obs,
@@ -36,7 +37,6 @@ from car_jax.experiment import (  # noqa: E402
     summarize,
     train_variants,
 )
-from car_jax.errors import UserError  # noqa: E402
 from car_jax.report import json_safe  # noqa: E402
 from car_jax.rl.config import parse_overrides  # noqa: E402
 from car_jax.spec import RewardSpec, compile_spec  # noqa: E402

@@ -139,7 +139,9 @@ def make_env(
     )
 
 
-def make_config(task, steps: int | None = None, ppo: dict[str, Any] | None = None, **overrides: Any):
+def make_config(
+    task, steps: int | None = None, ppo: dict[str, Any] | None = None, **overrides: Any
+):
     """PPO config: the task family's defaults, then the task's run defaults, then overrides.
 
     `ppo` holds any PPOConfig fields (`--ppo KEY=VALUE`, `car_jax.rl.config.parse_overrides`);

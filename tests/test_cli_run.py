@@ -138,6 +138,13 @@ def test_bad_inputs_get_one_clear_line(tmp_path, capsys):
     assert "--ent-coef must be >= 0, got -1.0" in capsys.readouterr().err
     assert main(["run", "MiniGrid-DoorKey-5x5", "--out", str(out), "--seeds", "0"]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert main(["run", "MiniGrid-DoorKey-5x5", "--out", str(out), "--ppo", "gamma=2"]) == 2
+    assert "PPOConfig.gamma must lie in [0, 1], got 2.0" in capsys.readouterr().err
+    assert main(["train", "MiniGrid-DoorKey-5x5", "--spec", "x.py", "--out", str(out),
+                 "--ppo", "lr"]) == 2  # fmt: skip
+    assert "--ppo 'lr': expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["search", "MiniGrid-DoorKey-5x5", "--out", str(out), "--ppo", "gama=0.9"]) == 2
+    assert "PPOConfig has no field 'gama'" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -152,6 +159,13 @@ def test_per_task_ppo_overrides_yield_to_flags():
     assert make_config(breakout, ent_coef=0.02).ent_coef == 0.02
     assert make_config(breakout, ent_coef=None).ent_coef == 0.1  # an unset flag keeps the default
     assert make_config(freeway).ent_coef == family
+    # --ppo sets any field over the task's defaults; a field also set by its own flag is refused.
+    cfg = make_config(breakout, ppo=dict(gamma=0.999, anneal_lr=False))
+    assert (cfg.gamma, cfg.anneal_lr, cfg.ent_coef) == (0.999, False, 0.1)
+    with pytest.raises(UserError, match="ent_coef set both by --ppo and by its own flag"):
+        make_config(breakout, ppo=dict(ent_coef=0.2), ent_coef=0.3)
+    with pytest.raises(UserError, match="total_timesteps set both"):
+        make_config(breakout, 1000, ppo=dict(total_timesteps=2000))
 
 
 def test_long_defaults_are_announced_with_a_smaller_budget(capsys):

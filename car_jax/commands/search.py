@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from car_jax.commands._common import load_task, out_dir, resolve_mode
-from car_jax.commands.train import add_training_arguments
+from car_jax.commands.train import add_training_arguments, training_config
 from car_jax.verify import DEFAULT_N
 from car_jax.vlm.select import add_vlm_arguments
 
@@ -63,6 +63,7 @@ def run(args) -> int:
 
     task = load_task(args.task)
     mode = resolve_mode(task, args.mode)
+    training_config(args, task)  # bad training flags are refused before the first VLM request
     if not args.vlm_replay_dir:  # offline: the shipped search scripts (K differing candidates)
         args.vlm_replay_dir = [str(PROMPTS_DIR / "replay" / "search")]
     backend, note = choose_backend(args)

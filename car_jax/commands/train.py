@@ -79,6 +79,7 @@ def add_training_arguments(
 def run(args) -> int:
     task = load_task(args.task)
     mode = resolve_mode(task, args.mode)
+    training_config(args, task)  # bad training flags are refused before any spec is compiled
     if len(args.spec) > 1:
         return run_several(args, task, mode)
     compiled = compile_for(load_spec(args.spec[0]), task, mode)

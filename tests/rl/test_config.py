@@ -1,11 +1,13 @@
 """PPOConfig: derived values, family defaults, refusals with specific messages."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import pytest
 
 from car_jax.errors import UserError
-from car_jax.rl.config import PPOConfig
+from car_jax.rl.config import PPOConfig, parse_overrides
 
 
 def test_derived_values_follow_fields():
@@ -53,3 +55,29 @@ def test_hyper_is_a_vmappable_pytree():
     assert float(hypers.ent_coef[0]) == pytest.approx(0.01)
     with pytest.raises(UserError, match="unknown PPOHyper field"):
         PPOConfig().hyper(learning_rate=1.0)
+
+
+def test_ppo_flag_values_take_the_field_type():
+    got = parse_overrides(["gamma=0.999", "anneal_lr=false", "hidden=256,256", "num-envs=64",
+                           "activation=relu", "clip_value=Yes"])  # fmt: skip
+    assert got == dict(gamma=0.999, anneal_lr=False, hidden=(256, 256), num_envs=64,
+                       activation="relu", clip_value=True)  # fmt: skip
+    assert PPOConfig.for_family("minatar", **got).hidden == (256, 256)
+    assert parse_overrides(None) == {}
+
+
+@pytest.mark.parametrize(
+    "items, words",
+    [
+        (["gamma"], "--ppo 'gamma': expected KEY=VALUE"),
+        (["gama=0.9"], "PPOConfig has no field 'gama'; settable: activation"),
+        (["family=brax"], "no field 'family'"),
+        (["anneal_lr=maybe"], "anneal_lr takes true or false, got 'maybe'"),
+        (["num_envs=1.5"], "num_envs takes an integer, got '1.5'"),
+        (["hidden=wide"], "hidden takes comma-separated integers"),
+        (["lr=1e-3", "lr=2e-3"], "--ppo sets lr twice"),
+    ],
+)
+def test_bad_ppo_flags_are_refused_by_name(items, words):
+    with pytest.raises(UserError, match=re.escape(words)):
+        parse_overrides(items)
