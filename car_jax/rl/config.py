@@ -154,6 +154,9 @@ class PPOConfig:
     """How the CNN torso convolves: "patches" (one matmul over 3x3 patches; in PPO on a 2-core
     CPU 4x faster than "lax" at one seed, 9x at five vmapped seeds, benchmarks/results/
     conv_vmap.json) or "lax" (`nn.Conv`). Same parameters, same function."""
+    normalize_obs: bool = False
+    """Standardise float observations by running per-feature mean and variance (clipped to
+    +-10; car_jax.rl.obs_norm); the statistics travel with the policy params."""
     init_log_std: float = 0.0
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
     # --- evaluation ---

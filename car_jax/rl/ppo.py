@@ -24,7 +24,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from car_jax.errors import UserError
-from car_jax.rl import losses, networks, resets
+from car_jax.rl import losses, networks, obs_norm, resets
 from car_jax.rl.config import PPOConfig, PPOHyper
 from car_jax.rl.evaluate import Evaluator
 
@@ -125,6 +125,11 @@ class PPOTrainer:
                 f"PPOConfig.num_envs={config.num_envs} must be divisible by the number of devices "
                 f"({n_dev}), since the env batch is sharded over them"
             )
+        if config.normalize_obs and not jnp.issubdtype(jnp.dtype(env.obs_dtype), jnp.floating):
+            raise UserError(
+                f"PPOConfig.normalize_obs needs float observations; {getattr(env, 'id', 'this env')}"
+                f" has {env.obs_dtype} ones (integer grids are embedded, not standardised)"
+            )
         self._info_keys = self._loggable_info()
         self.evaluator = None
         if config.eval_episodes > 0:
@@ -193,7 +198,17 @@ class PPOTrainer:
         )
 
     def _apply(self, params: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
+        if self.config.normalize_obs:
+            return self.network.apply(params["net"], obs_norm.normalize(params["obs_norm"], obs))
         return self.network.apply(params, obs)
+
+    def policy(self, params: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
+        """(policy distribution params, value) of trained `params` for a batch of raw observations.
+
+        With `normalize_obs` the params are `{"net": ..., "obs_norm": ObsNorm}` and the
+        observations are standardised here; otherwise this is `network.apply(params, obs)`.
+        """
+        return self._apply(params, obs)
 
     def _env_action(self, action: jax.Array) -> jax.Array:
         if self.action_kind == "continuous":
@@ -222,9 +237,11 @@ class PPOTrainer:
         key, k_net, k_reset = jax.random.split(key, 3)
         dummy = jnp.zeros((1, *env.obs_shape), jnp.dtype(env.obs_dtype))
         params = self.network.init(k_net, dummy)
-        opt_state = self._optimizer(hyper).init(params)
         reset_keys = jax.random.split(k_reset, cfg.num_envs)
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, env.params)
+        if cfg.normalize_obs:  # the statistics start from the reset observations
+            params = {"net": params, "obs_norm": obs_norm.init(obs)}
+        opt_state = self._optimizer(hyper).init(params)
         episode = EpisodeStats(
             returns=jnp.zeros((cfg.num_envs,), jnp.float32),
             lengths=jnp.zeros((cfg.num_envs,), jnp.int32),
@@ -383,6 +400,10 @@ class PPOTrainer:
             length=cfg.update_epochs,
         )
 
+        if cfg.normalize_obs:
+            # NOTE: after the epochs, so the loss saw the statistics the rollout was collected
+            # with (its log-probs stay those of the acting policy); the next rollout uses these.
+            params = {**params, "obs_norm": obs_norm.update(params["obs_norm"], traj.obs)}
         runner = runner.replace(
             params=params,
             opt_state=opt_state,

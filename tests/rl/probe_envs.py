@@ -66,6 +66,20 @@ class ValueProbe:
         )
 
 
+class OffsetValueProbe(ValueProbe):
+    """ValueProbe seen through a badly scaled sensor: obs = OFFSET + SCALE * (+-1), V = +-1."""
+
+    OFFSET, SCALE = 50.0, 0.05
+
+    def reset(self, key, params):
+        obs, state = super().reset(key, params)
+        return self.OFFSET + self.SCALE * obs, state
+
+    def step(self, key, state, action, params):
+        obs, *rest = super().step(key, state, action, params)
+        return (self.OFFSET + self.SCALE * obs, *rest)
+
+
 class TimeLimitProbe:
     """Reward 1 every step, never terminates, truncated after `max_steps`; obs is constant.
 

@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from probe_envs import ContinuousTarget, GridBandit, TimeLimitProbe, ValueProbe
+from probe_envs import ContinuousTarget, GridBandit, OffsetValueProbe, TimeLimitProbe, ValueProbe
 
 from car_jax.errors import UserError
-from car_jax.rl import networks
+from car_jax.rl import networks, obs_norm
 from car_jax.rl.config import PPOConfig
 from car_jax.rl.ppo import PPOTrainer, make_train
 
@@ -69,6 +69,40 @@ def test_value_probe_learns_state_values():
     out = jax.jit(trainer.train)(jax.random.key(1))
     _, v = trainer.network.apply(out.params, jnp.array([[1.0], [-1.0]]))
     np.testing.assert_allclose(np.asarray(v), [1.0, -1.0], atol=0.1)
+
+
+def test_running_statistics_equal_those_of_all_batches_at_once():
+    batches = jax.random.normal(jax.random.key(0), (3, 40, 2, 3)) * jnp.array([1.0, 5.0, 0.1]) + 7
+    stats = obs_norm.init(batches[0].reshape(-1, 2, 3)[:5])  # uneven batch sizes: 5, 35, 40, 40
+    stats = obs_norm.update(stats, batches[0].reshape(-1, 2, 3)[5:])
+    for b in batches[1:]:
+        stats = obs_norm.update(stats, b)
+    every = batches.reshape(-1, 2, 3)
+    np.testing.assert_allclose(stats.mean, every.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats.var, every.var(0), rtol=1e-4)
+    assert float(stats.count) == 120
+    z = obs_norm.normalize(stats, every)
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=1e-3)
+
+
+def test_normalized_observations_let_a_badly_scaled_probe_learn_its_values():
+    """obs = 50 +- 0.05: standardised, the two states are -1 and +1 to the network."""
+    cfg = SMALL.replace(lr=5e-3, total_timesteps=16 * 4 * 20, normalize_obs=True)
+    trainer = PPOTrainer(cfg, OffsetValueProbe())
+    out = jax.jit(trainer.train)(jax.random.key(1))
+    stats = out.params["obs_norm"]
+    # Every observation collected is merged once (the resets first), none after the last update.
+    assert float(stats.count) == cfg.num_envs + cfg.num_updates * cfg.batch_size
+    np.testing.assert_allclose(stats.mean, 50.0, atol=0.01)
+    np.testing.assert_allclose(jnp.sqrt(stats.var), 0.05, rtol=0.05)
+    _, v = trainer.policy(out.params, jnp.array([[50.05], [49.95]]))
+    np.testing.assert_allclose(np.asarray(v), [1.0, -1.0], atol=0.1)
+
+
+def test_normalize_obs_is_refused_for_integer_observations():
+    with pytest.raises(UserError, match="normalize_obs needs float observations.*uint8"):
+        PPOTrainer(SMALL.replace(normalize_obs=True), GridBandit())
 
 
 def test_continuous_probe_finds_the_target_action():
