@@ -83,6 +83,10 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         gae_lambda=0.95,
         hidden=(256, 256),
         activation="tanh",
+        # Brax's PPO and PureJaxRL's brax runs standardise observations; on reacher the code
+        # reward's greedy success went from 12% to 31% IQM at 2M steps with it (2 seeds,
+        # benchmarks/results/reacher_spec_probes.json).
+        normalize_obs=True,
     ),
 }
 
