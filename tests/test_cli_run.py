@@ -160,8 +160,8 @@ def test_per_task_ppo_overrides_yield_to_flags():
     assert make_config(breakout, ent_coef=None).ent_coef == 0.1  # an unset flag keeps the default
     assert make_config(freeway).ent_coef == family
     # --ppo sets any field over the task's defaults; a field also set by its own flag is refused.
-    cfg = make_config(breakout, ppo=dict(gamma=0.999, anneal_lr=False))
-    assert (cfg.gamma, cfg.anneal_lr, cfg.ent_coef) == (0.999, False, 0.1)
+    cfg = make_config(breakout, ppo=dict(gamma=0.995, clip_eps=0.1))
+    assert (cfg.gamma, cfg.clip_eps, cfg.ent_coef, cfg.anneal_lr) == (0.995, 0.1, 0.1, False)
     with pytest.raises(UserError, match="ent_coef set both by --ppo and by its own flag"):
         make_config(breakout, ppo=dict(ent_coef=0.2), ent_coef=0.3)
     with pytest.raises(UserError, match="total_timesteps set both"):
