@@ -45,7 +45,8 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     ),
     # Gymnax classic control (CartPole, MountainCar, ...): PureJaxRL's CartPole PPO (4 envs x 128
     # steps, 4 epochs x 4 minibatches, lr 2.5e-4 annealed, 5e5 steps: ~976 updates); CartPole-v1
-    # reaches return 500 with it. MountainCar overrides budget and envs (experiment.RUN_DEFAULTS).
+    # reaches return 500 with it. MountainCar takes gymnax-blines' settings instead
+    # (experiment.RUN_DEFAULTS).
     "classic": dict(
         num_envs=4,
         num_steps=128,
