@@ -180,6 +180,10 @@ def test_long_defaults_are_announced_with_a_smaller_budget(capsys):
     small = envs.make("MiniGrid-DoorKey-5x5")
     assert warn_if_long(small, make_config(small), seeds=1, variants=1) < LONG_RUN_SECONDS
     assert capsys.readouterr().out == ""
+    # MountainCar's 64 epochs per update: its estimate is its own, not the classic family's.
+    mountain, cartpole = envs.make("MountainCar-v0"), envs.make("CartPole-v1")
+    per_step = [warn_if_long(t, make_config(t, 1_000_000), 1, 1) for t in (mountain, cartpole)]
+    assert per_step[0] > 3 * per_step[1]
 
 
 def test_progress_and_carried_observations_are_the_minigrid_defaults():
