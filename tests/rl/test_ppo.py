@@ -98,6 +98,11 @@ def test_normalized_observations_let_a_badly_scaled_probe_learn_its_values():
     np.testing.assert_allclose(jnp.sqrt(stats.var), 0.05, rtol=0.05)
     _, v = trainer.policy(out.params, jnp.array([[50.05], [49.95]]))
     np.testing.assert_allclose(np.asarray(v), [1.0, -1.0], atol=0.1)
+    # Without it the same run cannot tell the two states apart: both values sit near their mean.
+    raw = PPOTrainer(cfg.replace(normalize_obs=False), OffsetValueProbe())
+    raw_out = jax.jit(raw.train)(jax.random.key(1))
+    _, v_raw = raw.policy(raw_out.params, jnp.array([[50.05], [49.95]]))
+    assert abs(float(v_raw[0] - v_raw[1])) < 0.1 and max(abs(np.asarray(v_raw))) < 0.5
 
 
 def test_normalize_obs_is_refused_for_integer_observations():
