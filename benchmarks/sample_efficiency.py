@@ -108,7 +108,8 @@ def main() -> None:
         return
 
     try:  # every task's PPO settings first: a bad flag is refused before anything trains
-        configs = {task_id: task_config(envs.make(task_id), args) for task_id in args.tasks}
+        overrides = parse_overrides(args.ppo)
+        configs = {t: task_config(envs.make(t), args, overrides) for t in args.tasks}
     except UserError as e:
         raise SystemExit(f"sample_efficiency: {e}") from None
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="car-jax-sample-eff-"))
@@ -156,7 +157,7 @@ def main() -> None:
             "progress_obs": progress_obs,
             "carried_obs": carried_obs,
             "ent_coef": config.ent_coef,
-            "ppo_overrides": parse_overrides(args.ppo),  # --ppo: set on top of the task's defaults
+            "ppo_overrides": overrides,  # --ppo: set on top of the task's defaults
             "ppo_config": config.to_dict(),
             "command": command(__file__),
             "wall_seconds": time.perf_counter() - t0,
@@ -194,12 +195,12 @@ def main() -> None:
         }
         write_json(out_json, json_safe(payload))  # after every task: nothing lost on a crash
         print(_row(task_id, per_task[task_id], key), flush=True)
-    print(f"wrote {out_json} ({', '.join(LABELS.values())})")
+    print(f"wrote {out_json} ({', '.join(LABELS[r] for r in args.rewards)})")
 
 
-def task_config(task, args):
-    """The PPO config of one task: its run defaults, `--ppo`, the named flags, the budget scaled."""
-    ppo = parse_overrides(args.ppo)
+def task_config(task, args, overrides: dict):
+    """The PPO config of one task: its run defaults, `--ppo` (parsed), the flags, the budget scaled."""
+    ppo = dict(overrides)
     base = make_config(task, args.steps, ppo, num_envs=args.num_envs)
     budget = max(base.batch_size, int(base.total_timesteps * args.scale))
     ppo.pop("total_timesteps", None)  # in `budget` now
