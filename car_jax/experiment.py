@@ -294,6 +294,8 @@ def summarize(results: dict[str, Any], names: Sequence[str], threshold: float = 
             if name in m:
                 c = curves({reward: res}, name)[LABELS.get(reward, reward)]
                 entry[f"final_{name}"] = c.final()
+                if name == "eval_greedy_return":  # to set beside the field's published returns
+                    entry[f"final_{name}_per_seed"] = c.final_per_seed().tolist()
         rates = np.asarray(m.get("eval_greedy_subtask_rate", np.zeros((1, 1, 0))), float)
         final_sub = rates[:, -1, :].mean(axis=0) if rates.size else np.zeros(0)
         entry["final_subtask_rates"] = dict(zip(names, np.round(final_sub, 4).tolist()))

@@ -38,6 +38,12 @@ def test_curves_keep_the_evaluations_and_thresholds_hold_per_seed():
     assert s["train_episodes_final_success"] == 0.5
     low, high = s["final_success_ci95"]
     assert 0.2 <= low <= s["final_success"] <= high <= 1.0
+    assert "final_eval_greedy_return" not in s  # only what was logged is summarised
+    res.metrics["eval_greedy_return"] = np.where(np.isnan(res.metrics["eval_greedy_success"]),
+                                                 NAN, [[0, 1, 2, 3, 4, 5.0]] * 3) + [[0], [10], [20]]  # fmt: skip
+    s = summarize({"car": res}, ["a"])["car"]
+    assert s["final_eval_greedy_return_per_seed"] == [5.0, 15.0, 25.0]
+    assert s["final_eval_greedy_return"] == 15.0  # IQM of three: the middle one
 
 
 def test_median_needs_half_the_seeds():
