@@ -290,11 +290,12 @@ def summarize(results: dict[str, Any], names: Sequence[str], threshold: float = 
             f"steps_to_{pct}pct_per_seed": per_seed_steps.tolist(),
             f"seeds_reaching_{pct}pct": int(np.isfinite(per_seed_steps).sum()),
         }
-        for name in ("eval_stochastic_success", "eval_greedy_return", "eval_greedy_length"):
+        for name in ("eval_stochastic_success", "eval_greedy_return", "eval_stochastic_return",
+                     "eval_greedy_length"):  # fmt: skip
             if name in m:
                 c = curves({reward: res}, name)[LABELS.get(reward, reward)]
                 entry[f"final_{name}"] = c.final()
-                if name == "eval_greedy_return":  # to set beside the field's published returns
+                if name.endswith("_return"):  # to set beside the field's published returns
                     entry[f"final_{name}_per_seed"] = c.final_per_seed().tolist()
         rates = np.asarray(m.get("eval_greedy_subtask_rate", np.zeros((1, 1, 0))), float)
         final_sub = rates[:, -1, :].mean(axis=0) if rates.size else np.zeros(0)

@@ -145,3 +145,39 @@ def test_headline_reads_the_wall_clock_split_run_prints(stage12):
     assert split["stage1_and_verification_seconds"] == float(stage12.split()[-2])
     with pytest.raises(SystemExit, match="no wall-clock line"):
         parse_wall_clock("training ...\n")
+
+
+def test_field_reference_reads_returns_from_the_json_or_the_training_log(tmp_path):
+    from benchmarks.field_reference import compare, render
+
+    work = tmp_path / "work"
+    log = work / "Breakout-MinAtar" / "sparse" / "metrics.jsonl"
+    log.parent.mkdir(parents=True)
+    rows = [  # two seeds, evaluations at updates 2 and 4; update 3 logged no evaluation
+        dict(seed=s, update=u, eval_greedy_return=g, eval_stochastic_return=g and g - 5)
+        for s, base in ((0, 10.0), (1, 40.0))
+        for u, g in ((2, base), (3, None), (4, base + 20))
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    side = {"final_success_per_seed": [0.0, 1.0]}
+    car = dict(side, final_eval_greedy_return_per_seed=[31.0, 20.0],
+               final_eval_stochastic_return_per_seed=[28.0, 19.0])  # fmt: skip
+    payload = {"tasks": {
+        "Breakout-MinAtar": {"budget_per_seed": 5e6, "command": f"x --work-dir {work}",
+                             "car": car, "sparse": side},
+        "MiniGrid-Empty-8x8": {"budget_per_seed": 1e5, "car": car},  # no published return
+    }}  # fmt: skip
+    out = compare([("run.json", payload)])
+    assert [(r["task"], r["reward"]) for r in out] == [
+        ("Breakout-MinAtar", "car"),
+        ("Breakout-MinAtar", "sparse"),
+    ]
+    code, sparse = out
+    assert code["stochastic_return_per_seed"] == [28.0, 19.0]  # from the JSON
+    assert code["seeds_at_or_above_published_stochastic"] == 1  # 28 >= 28, 19 < 28
+    assert sparse["greedy_return_per_seed"] == [30.0, 60.0]  # the last evaluation, from the log
+    assert sparse["stochastic_return_per_seed"] == [25.0, 55.0]
+    assert "| Breakout-MinAtar | sparse | 28 (10M) | 5.00M | 25, 55 | 30, 60 | 1/2 |" in render(out)
+    del payload["tasks"]["Breakout-MinAtar"]["command"]
+    with pytest.raises(SystemExit, match="training log is gone"):
+        compare([("run.json", payload)])
