@@ -81,12 +81,27 @@ def per_seed_returns(task: str, entry: dict, reward: str, cmd: str) -> dict[str,
     return _from_metrics(metrics)
 
 
-def compare(results: list[tuple[str, dict]]) -> list[dict]:
-    """One row per (task, reward) with a published return: ours per seed beside it."""
+def default_budget(task: str) -> int:
+    """The env steps per seed `car-jax run` trains `task` for by default."""
+    import envs
+    from car_jax.experiment import make_config
+
+    return make_config(envs.make(task)).total_timesteps
+
+
+def compare(results: list[tuple[str, dict]], cut: bool = False) -> list[dict]:
+    """One row per (task, reward, budget) with a published return: ours per seed beside it.
+
+    Runs cut below the task's run-default budget are left out unless `cut`.
+    """
     rows: dict[tuple[str, str, int], dict] = {}
     for name, payload in results:
         for task, entry in payload["tasks"].items():
             if task not in PUBLISHED:
+                continue
+            if not cut and entry["budget_per_seed"] < 0.95 * default_budget(task):
+                print(f"left out: {task} from {name}, {entry['budget_per_seed'] / 1e6:.2f}M "
+                      f"steps per seed, below its default {default_budget(task) / 1e6:g}M")  # fmt: skip
                 continue
             ref, ref_budget, what = PUBLISHED[task]
             for reward in ("car", "sparse"):
@@ -134,6 +149,7 @@ def main() -> None:
     p.add_argument("results", nargs="+", help="sample_efficiency.py result JSON files")
     p.add_argument("--out", default=str(RESULTS / "field_reference.json"))
     p.add_argument("--note", default="")
+    p.add_argument("--cut", action="store_true", help="keep runs below the run-default budget")
     args = p.parse_args()
     loaded = []
     for f in args.results:
@@ -141,7 +157,7 @@ def main() -> None:
             loaded.append((Path(f).name, json.loads(Path(f).read_text())))
         except (OSError, json.JSONDecodeError) as e:
             raise SystemExit(f"field_reference: cannot read {f}: {e}") from None
-    rows = compare(loaded)
+    rows = compare(loaded, cut=args.cut)
     if not rows:
         raise SystemExit(
             f"field_reference: none of the files holds a task with a published return "

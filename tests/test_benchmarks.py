@@ -178,6 +178,9 @@ def test_field_reference_reads_returns_from_the_json_or_the_training_log(tmp_pat
     assert sparse["greedy_return_per_seed"] == [30.0, 60.0]  # the last evaluation, from the log
     assert sparse["stochastic_return_per_seed"] == [25.0, 55.0]
     assert "| Breakout-MinAtar | sparse | 28 (10M) | 5.00M | 25, 55 | 30, 60 | 1/2 |" in render(out)
+    payload["tasks"]["Breakout-MinAtar"]["budget_per_seed"] = 1e6  # below the 5M run default
+    assert compare([("run.json", payload)]) == []
+    assert len(compare([("run.json", payload)], cut=True)) == 2
     del payload["tasks"]["Breakout-MinAtar"]["command"]
     with pytest.raises(SystemExit, match="training log is gone"):
-        compare([("run.json", payload)])
+        compare([("run.json", payload)], cut=True)
