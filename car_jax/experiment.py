@@ -49,7 +49,7 @@ RUN_DEFAULTS: dict[str, dict[str, Any]] = {
     # classic family's settings with 64 envs both rewards ended at 0% over 1M steps, 5 seeds
     # (ablation_mountaincar.json). With these, 5 seeds: at 5e5 steps code reward 4 of 5 seeds
     # at 100% greedy success (the fifth 16%), sparse 1 of 5; at 1M code 5 of 5 (return -99 to
-    # -101), sparse 3 of 5 (defaults_sweep.json). 1M it is: every seed, ~5 min for `run`.
+    # -101), sparse 3 of 5 (defaults_sweep.json). 1M it is: every code-reward seed holds.
     "MountainCar-v0": dict(
         total_timesteps=1_000_000,
         num_envs=16,
