@@ -25,6 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_util import RESULTS, command, machine, write_json  # noqa: E402
 
+from car_jax.rl.metric_logs import read_rows  # noqa: E402
+
 # Task -> (return, training budget in env steps, what it is). From gymnax's README ("Ckpt
 # (Return)" column, gymnax 1.0.1) and gymnax-blines' agents/<task>/ppo.yaml (num_train_steps).
 PUBLISHED = {
@@ -44,8 +46,7 @@ SOURCE = (
 def _from_metrics(path: Path) -> dict[str, list[float]]:
     """Per seed, the greedy and stochastic return of the last evaluation in a metrics.jsonl."""
     last: dict[int, dict] = {}
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
+    for row in read_rows(path, max_update=sys.maxsize):  # skips a line cut short by a crash
         if row.get("eval_greedy_return") is None:
             continue
         if row["seed"] not in last or row["update"] > last[row["seed"]]["update"]:
@@ -99,9 +100,10 @@ def compare(results: list[tuple[str, dict]], cut: bool = False) -> list[dict]:
         for task, entry in payload["tasks"].items():
             if task not in PUBLISHED:
                 continue
-            if not cut and entry["budget_per_seed"] < 0.95 * default_budget(task):
+            default = default_budget(task)
+            if not cut and entry["budget_per_seed"] < 0.95 * default:
                 print(f"left out: {task} from {name}, {entry['budget_per_seed'] / 1e6:.2f}M "
-                      f"steps per seed, below its default {default_budget(task) / 1e6:g}M")  # fmt: skip
+                      f"steps per seed, below its default {default / 1e6:g}M")  # fmt: skip
                 continue
             ref, ref_budget, what = PUBLISHED[task]
             for reward in ("car", "sparse"):

@@ -158,7 +158,7 @@ def test_field_reference_reads_returns_from_the_json_or_the_training_log(tmp_pat
         for s, base in ((0, 10.0), (1, 40.0))
         for u, g in ((2, base), (3, None), (4, base + 20))
     ]
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"seed": 0, "upd')  # crash
     side = {"final_success_per_seed": [0.0, 1.0]}
     car = dict(side, final_eval_greedy_return_per_seed=[31.0, 20.0],
                final_eval_stochastic_return_per_seed=[28.0, 19.0])  # fmt: skip
