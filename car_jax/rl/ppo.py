@@ -135,7 +135,7 @@ class PPOTrainer:
         if config.eval_episodes > 0:
             self.evaluator = Evaluator(
                 env,
-                self._apply,
+                self.policy,
                 self.action_kind,
                 self._env_action,
                 config.eval_episodes,
@@ -197,18 +197,16 @@ class PPOTrainer:
             optax.scale_by_adam(eps=self.config.adam_eps),
         )
 
-    def _apply(self, params: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
-        if self.config.normalize_obs:
-            return self.network.apply(params["net"], obs_norm.normalize(params["obs_norm"], obs))
-        return self.network.apply(params, obs)
-
     def policy(self, params: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
-        """(policy distribution params, value) of trained `params` for a batch of raw observations.
+        """(policy distribution params, value) of `params` for a batch of raw observations.
 
         With `normalize_obs` the params are `{"net": ..., "obs_norm": ObsNorm}` and the
         observations are standardised here; otherwise this is `network.apply(params, obs)`.
+        Training, evaluation and `benchmarks/reacher_policy.py` all call this one function.
         """
-        return self._apply(params, obs)
+        if self.config.normalize_obs:
+            return self.network.apply(params["net"], obs_norm.normalize(params["obs_norm"], obs))
+        return self.network.apply(params, obs)
 
     def _env_action(self, action: jax.Array) -> jax.Array:
         if self.action_kind == "continuous":
@@ -270,7 +268,7 @@ class PPOTrainer:
         def env_step(carry, _):
             env_state, obs, episode, key, pool = carry
             key, k_act, k_step, k_reset = jax.random.split(key, 4)
-            pi, value = self._apply(runner.params, obs)
+            pi, value = self.policy(runner.params, obs)
             action = networks.sample_action(self.action_kind, pi, k_act)
             log_prob = networks.log_prob(self.action_kind, pi, action)
             step_keys = jax.random.split(k_step, cfg.num_envs)
@@ -329,12 +327,12 @@ class PPOTrainer:
         if cfg.bootstrap_truncation:
             # V(s_{t+1}) before auto-reset: the bootstrap on truncation, = values[t+1] otherwise.
             flat_final = traj.final_obs.reshape((cfg.batch_size, *env.obs_shape))
-            _, next_values = self._apply(runner.params, flat_final)
+            _, next_values = self.policy(runner.params, flat_final)
             next_values = next_values.reshape(cfg.num_steps, cfg.num_envs)
             terminated = traj.terminated
         else:
             # Truncation treated as termination; next value from the following step.
-            _, last_value = self._apply(runner.params, obs)
+            _, last_value = self.policy(runner.params, obs)
             next_values = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
             terminated = traj.done
         advantages, targets = losses.compute_gae(
@@ -359,7 +357,7 @@ class PPOTrainer:
             batch, adv, tgt = minibatch
             grads, parts = jax.grad(losses.ppo_loss, has_aux=True)(
                 params,
-                self._apply,
+                self.policy,
                 self.action_kind,
                 batch,
                 adv,
