@@ -9,7 +9,9 @@ metrics.jsonl under the `--work-dir` its command names) and writes one table.
 
     python benchmarks/field_reference.py RESULT.json [RESULT.json ...] --out results/x.json
 
-A later file wins for a (task, reward, budget) that several files hold.
+A later file wins for a (task, reward, budget) that several files hold. `--base` starts from the
+rows of an earlier output of this script (for result files whose training logs are gone), and
+the result files given add rows or replace those rows.
 """
 
 from __future__ import annotations
@@ -90,12 +92,18 @@ def default_budget(task: str) -> int:
     return make_config(envs.make(task)).total_timesteps
 
 
-def compare(results: list[tuple[str, dict]], cut: bool = False) -> list[dict]:
+def compare(
+    results: list[tuple[str, dict]], cut: bool = False, base: list[dict] = ()
+) -> list[dict]:
     """One row per (task, reward, budget) with a published return: ours per seed beside it.
 
-    Runs cut below the task's run-default budget are left out unless `cut`.
+    Runs cut below the task's run-default budget are left out unless `cut`. `base`: rows of an
+    earlier output, kept in their order unless a result file holds the same (task, reward,
+    budget).
     """
-    rows: dict[tuple[str, str, int], dict] = {}
+    rows: dict[tuple[str, str, int], dict] = {
+        (r["task"], r["reward"], r["budget_per_seed"]): r for r in base
+    }
     for name, payload in results:
         for task, entry in payload["tasks"].items():
             if task not in PUBLISHED:
@@ -152,14 +160,28 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS / "field_reference.json"))
     p.add_argument("--note", default="")
     p.add_argument("--cut", action="store_true", help="keep runs below the run-default budget")
+    p.add_argument(
+        "--base",
+        metavar="JSON",
+        help="an earlier output of this script: start from its rows (the result files win)",
+    )
     args = p.parse_args()
+    base = []
+    if args.base:
+        try:
+            base = json.loads(Path(args.base).read_text())["rows"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise SystemExit(
+                f"field_reference: --base {args.base} is not an output of this script "
+                f"(a JSON object with 'rows'): {e!r}"
+            ) from None
     loaded = []
     for f in args.results:
         try:
             loaded.append((Path(f).name, json.loads(Path(f).read_text())))
         except (OSError, json.JSONDecodeError) as e:
             raise SystemExit(f"field_reference: cannot read {f}: {e}") from None
-    rows = compare(loaded, cut=args.cut)
+    rows = compare(loaded, cut=args.cut, base=base)
     if not rows:
         raise SystemExit(
             f"field_reference: none of the files holds a task with a published return "

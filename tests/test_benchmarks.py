@@ -181,6 +181,31 @@ def test_field_reference_reads_returns_from_the_json_or_the_training_log(tmp_pat
     payload["tasks"]["Breakout-MinAtar"]["budget_per_seed"] = 1e6  # below the 5M run default
     assert compare([("run.json", payload)]) == []
     assert len(compare([("run.json", payload)], cut=True)) == 2
+    # --base: an earlier output's rows stay unless a result file holds the same key
+    payload["tasks"]["Breakout-MinAtar"]["budget_per_seed"] = 5e6
+    old_row = dict(code, greedy_return_per_seed=[1.0, 2.0], **{"from": "old.json"})
+    other = dict(code, task="Freeway-MinAtar", **{"from": "old.json"})
+    merged = compare([("run.json", payload)], base=[old_row, other])
+    assert [(r["task"], r["reward"], r["from"]) for r in merged] == [
+        ("Breakout-MinAtar", "car", "run.json"),
+        ("Freeway-MinAtar", "car", "old.json"),
+        ("Breakout-MinAtar", "sparse", "run.json"),
+    ]
+    assert merged[0]["greedy_return_per_seed"] == [31.0, 20.0]
     del payload["tasks"]["Breakout-MinAtar"]["command"]
     with pytest.raises(SystemExit, match="training log is gone"):
         compare([("run.json", payload)], cut=True)
+
+
+def test_field_reference_refuses_a_base_that_is_not_its_output(tmp_path, monkeypatch):
+    from benchmarks import field_reference
+
+    bad = tmp_path / "not_rows.json"
+    bad.write_text(json.dumps({"tasks": {}}))
+    monkeypatch.setattr(
+        "sys.argv",
+        ["field_reference.py", str(bad), "--base", str(bad), "--out", str(tmp_path / "o")],
+    )
+    with pytest.raises(SystemExit, match=r"--base .*not_rows.json is not an output of this script"):
+        field_reference.main()
+    assert not (tmp_path / "o").exists()
