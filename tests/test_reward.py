@@ -286,6 +286,7 @@ def test_ppo_binds_its_traced_gamma_and_restarts_the_index_every_episode():
 def test_progress_observation_shows_the_next_subtask():
     env = _counter_reward((1, 1, 3), progress_obs=True)
     assert env.obs_shape == (2 + 4,)
+    assert env.obs_constant_channels == 0  # a vector: the one-hot is appended, not a plane
     obs, state = env.reset(jax.random.key(0), env.params)
     np.testing.assert_array_equal(obs[2:], [1, 0, 0, 0])
     obs, *_ = env.step(jax.random.key(0), state, 1, env.params)
@@ -309,6 +310,8 @@ def test_carried_object_is_drawn_in_the_agents_cell_on_every_step(task, compiled
     plain = CodeReward(task, compiled)
     carried = CodeReward(task, compiled, carried_obs=True, progress_obs=True)
     assert carried.observation_meta() == {"progress": True, "carried": True}
+    # the progress plane is declared constant over the grid (the torso embeds it once)
+    assert (carried.obs_constant_channels, plain.obs_constant_channels) == (1, 0)
 
     def episode(key, acts):
         _, k0 = jax.random.split(key)

@@ -53,6 +53,14 @@ def restore(manager: Any, step: int, template: RunnerState) -> RunnerState:
     out = []
     for i, x in enumerate(leaves):
         value = restored[f"{i:05d}"]
+        if tuple(value.shape) != tuple(target[f"{i:05d}"].shape):
+            raise UserError(
+                f"cannot resume from checkpoint {step} in {manager.directory}: its leaf {i} has "
+                f"shape {tuple(value.shape)} where this run's state has "
+                f"{tuple(target[f'{i:05d}'].shape)}, so it was saved by another network; a "
+                "MiniGrid run with the progress observation started before the progress plane "
+                "was embedded once resumes with --ppo embed_constant_once=false"
+            )
         if _is_key(x):
             data = jax.device_put(value, jax.random.key_data(x).sharding)
             value = jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
@@ -71,12 +79,11 @@ def check_resumable(meta_path: Path, meta: dict) -> None:
         if field not in old and field == "observation":
             continue  # written by versions that did not record it: nothing to compare
         if field == "config" and isinstance(old.get(field), dict):
-            # A field added to PPOConfig since the run started takes its default, which keeps
-            # what the run did (e.g. conv_impl: both implementations compute the same function).
-            from car_jax.rl.config import PPOConfig
-
-            filled = {**PPOConfig.from_dict(old[field]).to_dict(), **old[field]}
-            old = {**old, field: filled}
+            # A field added to PPOConfig since the run started is not compared: it takes this
+            # call's value (conv_impl: both implementations compute the same function; a network
+            # whose shape it changes, embed_constant_once, is caught by `restore`).
+            now = json.loads(json.dumps(meta.get(field) or {}))
+            old = {**old, field: {**now, **old[field]}}
         if old.get(field) != json.loads(json.dumps(meta.get(field))):
             raise UserError(
                 f"cannot resume {meta_path.parent}: its {field} differs from this call's "

@@ -153,6 +153,13 @@ class PPOConfig:
     """Embedding size per channel for integer grid observations."""
     embed_vocab: int = 256
     """Embedding table size for integer observations (values must lie in [0, embed_vocab))."""
+    embed_constant_once: bool = True
+    """Embed the grid channels an env declares constant over the grid (`obs_constant_channels`:
+    the code reward's progress plane) once instead of at every cell: the same function class,
+    1.3x the env steps/s of MiniGrid code-reward training on a 2-core CPU
+    (benchmarks/results/ppo_throughput_progress.json). False is the per-cell embedding that
+    results measured before 2026-12-06 used; a run with the progress observation started before
+    then resumes only with it."""
     cnn_channels: tuple[int, ...] = (16,)
     """Conv layers (3x3, stride 1) of the CNN torso for image-like float/bool observations."""
     conv_impl: str = "patches"

@@ -60,23 +60,33 @@ class FlattenTorso(nn.Module):
 
 
 class GridEmbedTorso(nn.Module):
-    """Integer grid [B, H, W, C]: embed each channel with its own table, concatenate, flatten."""
+    """Integer grid [B, H, W, C]: embed each channel with its own table, concatenate, flatten.
+
+    `constant_channels`: how many trailing channels hold one value over the whole grid (the
+    sub-task progress plane of `CodeReward(progress_obs=True)`). They are embedded once, from
+    cell (0, 0), instead of at every cell: the same function class (a dense layer over H * W
+    copies of one embedding is a dense layer over one), with H * W - 1 fewer copies feeding the
+    first dense layer, which is most of the network's cost.
+    """
 
     embed_dim: int = 16
     vocab: int = 256
+    constant_channels: int = 0
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        """[B, H, W, C] ints -> [B, H * W * C * embed_dim]."""
+        """[B, H, W, C] ints -> [B, (H * W * (C - n) + n) * embed_dim], n = constant_channels."""
         # NOTE: values outside [0, vocab) would be clamped silently by the gather; vocab is
         # checked against the dtype range in `make_network`.
         ids = obs.astype(jnp.int32)
-        parts = [
-            nn.Embed(self.vocab, self.embed_dim, name=f"embed_{c}")(ids[..., c])
-            for c in range(obs.shape[-1])
+        b, n_cell = obs.shape[0], obs.shape[-1] - self.constant_channels
+        tables = [
+            nn.Embed(self.vocab, self.embed_dim, name=f"embed_{c}") for c in range(obs.shape[-1])
         ]
-        x = jnp.concatenate(parts, axis=-1)
-        return x.reshape(obs.shape[0], -1)
+        cells = jnp.concatenate([tables[c](ids[..., c]) for c in range(n_cell)], axis=-1)
+        parts = [cells.reshape(b, -1)]
+        parts += [tables[c](ids[:, 0, 0, c]) for c in range(n_cell, obs.shape[-1])]
+        return jnp.concatenate(parts, axis=-1)
 
 
 class Conv3x3(nn.Module):
@@ -154,8 +164,14 @@ class ActorCritic(nn.Module):
         return (out, jnp.broadcast_to(log_std, out.shape)), value
 
 
-def select_torso(config: Any, obs_shape: tuple[int, ...], obs_dtype: str) -> nn.Module:
-    """The default torso for an observation shape and dtype (see module docstring)."""
+def select_torso(
+    config: Any, obs_shape: tuple[int, ...], obs_dtype: str, constant_channels: int = 0
+) -> nn.Module:
+    """The default torso for an observation shape and dtype (see module docstring).
+
+    `constant_channels`: trailing channels of an integer grid that the env declares constant
+    over the grid (`obs_constant_channels`); embedded once when `config.embed_constant_once`.
+    """
     dtype = np.dtype(obs_dtype)
     if np.issubdtype(dtype, np.integer) and len(obs_shape) == 3:
         # NOTE: wider int dtypes are allowed; the env promises values < embed_vocab.
@@ -164,7 +180,13 @@ def select_torso(config: Any, obs_shape: tuple[int, ...], obs_dtype: str) -> nn.
                 f"PPOConfig.embed_vocab={config.embed_vocab} is too small for uint8 observations "
                 "(needs 256)"
             )
-        return GridEmbedTorso(config.embed_dim, config.embed_vocab)
+        if not 0 <= constant_channels < obs_shape[-1]:
+            raise UserError(
+                f"obs_constant_channels={constant_channels} must lie in [0, {obs_shape[-1]}) for "
+                f"a grid observation of shape {tuple(obs_shape)} (at least one channel per cell)"
+            )
+        once = constant_channels if getattr(config, "embed_constant_once", True) else 0
+        return GridEmbedTorso(config.embed_dim, config.embed_vocab, once)
     if len(obs_shape) == 3:
         return CNNTorso(tuple(config.cnn_channels), config.conv_impl)
     return FlattenTorso()
@@ -185,7 +207,8 @@ def make_network(config: Any, env: Any) -> ActorCritic:
         raise UserError(
             f"action kind must be 'discrete' or 'continuous', got {action.kind!r} for {env!r}"
         )
-    torso = select_torso(config, tuple(env.obs_shape), env.obs_dtype)
+    constant = int(getattr(env, "obs_constant_channels", 0))
+    torso = select_torso(config, tuple(env.obs_shape), env.obs_dtype, constant)
     return ActorCritic(
         torso=torso,
         action_kind=action.kind,

@@ -124,3 +124,22 @@ def test_run_from_before_a_new_config_field_still_resumes(tmp_path):
     path.write_text(json.dumps({**meta, "config": {**config, "conv_impl": "lax"}}))
     with pytest.raises(UserError, match="its config differs"):
         check_resumable(path, meta)
+
+
+def test_checkpoint_of_another_network_is_refused_by_name(uninterrupted):
+    # A checkpoint whose params have other shapes than this run's network (e.g. a progress-plane
+    # run saved before the plane was embedded once) is refused with the way out, not loaded.
+    from probe_envs import Bandit
+
+    from car_jax.rl import checkpoints
+    from car_jax.rl.ppo import PPOTrainer
+
+    other = PPOTrainer(resume_config().replace(hidden=(32, 32)), Bandit())
+    template = other.batched_init()(jax.random.split(jax.random.key(0), 2), other.config.hyper())
+    manager = checkpoints.open_manager((uninterrupted.out_dir / "checkpoints").absolute())
+    try:
+        want = r"leaf 0 has shape \(2, 64\) where this run's state has \(2, 32\).*embed_constant"
+        with pytest.raises(UserError, match=want):
+            checkpoints.restore(manager, manager.latest_step(), template)
+    finally:
+        manager.close()

@@ -1,5 +1,6 @@
 """PPO learns probe tasks with known answers (discrete, continuous, grid, value, time limit)."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -184,6 +185,37 @@ def test_network_factory_overrides_the_default():
 )
 def test_torso_follows_observation(shape, dtype, torso):
     assert isinstance(networks.select_torso(SMALL, shape, dtype), torso)
+
+
+def test_constant_channels_embedded_once_compute_the_per_cell_function():
+    # A progress plane (one value over the grid) embedded once is the per-cell network with the
+    # first layer's rows for that channel summed over the cells: the same function class.
+    c, e, cells = 3, 4, 5 * 5
+    cell_ids = jax.random.randint(jax.random.key(0), (6, 5, 5, c - 1), 0, 11)
+    progress = jax.random.randint(jax.random.key(1), (6, 1, 1, 1), 0, 4)
+    obs = jnp.concatenate([cell_ids, jnp.broadcast_to(progress, (6, 5, 5, 1))], -1)
+    obs = obs.astype(jnp.uint8)
+    cfg = SMALL.replace(embed_dim=e, hidden=(8,))
+    per_cell = networks.select_torso(
+        cfg.replace(embed_constant_once=False), obs.shape[1:], "uint8", 1
+    )
+    once = networks.select_torso(cfg, obs.shape[1:], "uint8", 1)
+    assert per_cell.constant_channels == 0 and once.constant_channels == 1
+    head = networks.MLP((8,), 3)
+    net_a, net_b = (nn.Sequential([t, head]) for t in (per_cell, once))
+    params = net_a.init(jax.random.key(2), obs)["params"]
+    kernel = params["layers_1"]["Dense_0"]["kernel"].reshape(cells, c, e, 8)
+    folded = jnp.concatenate(
+        [kernel[:, : c - 1].reshape(cells * (c - 1) * e, 8), kernel[:, c - 1].sum(0)], axis=0
+    )
+    params_b = jax.tree.map(lambda x: x, params)
+    params_b["layers_1"]["Dense_0"]["kernel"] = folded
+    assert once.apply({"params": params_b["layers_0"]}, obs).shape == (6, cells * (c - 1) * e + e)
+    np.testing.assert_allclose(
+        net_b.apply({"params": params_b}, obs), net_a.apply({"params": params}, obs), atol=1e-5
+    )
+    with pytest.raises(UserError, match=r"obs_constant_channels=3 must lie in \[0, 3\)"):
+        networks.select_torso(cfg, obs.shape[1:], "uint8", 3)
 
 
 def test_patch_conv_is_nn_conv_with_the_same_parameters():
