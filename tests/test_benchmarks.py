@@ -209,3 +209,44 @@ def test_field_reference_refuses_a_base_that_is_not_its_output(tmp_path, monkeyp
     with pytest.raises(SystemExit, match=r"--base .*not_rows.json is not an output of this script"):
         field_reference.main()
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_run_breakdown_projects_updates_and_evaluations(tmp_path):
+    # Four programs to compile (update chunk and evaluation, per reward): slow-marked.
+    from benchmarks import run_breakdown
+
+    out = tmp_path / "breakdown.json"
+    argv = ["--task", "MiniGrid-DoorKey-5x5", "--updates", "1", "--repeats", "1", "--out", str(out)]
+    assert run_breakdown.main(argv) == 0
+    rows = {r["reward"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"car", "sparse"}
+    for r in rows.values():
+        cfg = r["config"]
+        assert r["updates"] == cfg["num_updates"] == 36 and r["evaluations"] == 12
+        # the untrained policy runs every evaluation episode to the 5x5 time limit (250 steps)
+        assert r["evaluation_episode_length_untrained"] == 250
+        total = r["projected_update_seconds"] + r["projected_evaluation_seconds_at_most"]
+        assert r["evaluation_share_at_most"] == pytest.approx(
+            r["projected_evaluation_seconds_at_most"] / total
+        )
+        assert r["seconds_per_update"] > 0 and r["seconds_per_evaluation_untrained"] > 0
+    # the code reward's policy sees the progress plane; the sparse one does not
+    assert rows["car"]["obs_shape"] == [7, 7, 3] and rows["sparse"]["obs_shape"] == [7, 7, 2]
+
+
+@pytest.mark.slow
+def test_ppo_throughput_times_the_progress_embeddings_side_by_side(tmp_path):
+    from benchmarks import ppo_throughput
+
+    out = tmp_path / "ppo.json"
+    argv = ["--env", "MiniGrid-DoorKey-5x5", "--num-envs", "16", "--updates", "1", "--repeats",
+            "1", "--reset-modes", "pool", "--progress-obs", "--eval-episodes", "0",
+            "--out", str(out)]  # fmt: skip
+    assert ppo_throughput.main(argv) == 0
+    rows = {r["reward"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"sparse", "code_reward", "progress_per_cell", "progress_once"}
+    assert rows["sparse"]["ratio_to_sparse"] == 1.0
+    assert not rows["progress_per_cell"]["config"]["embed_constant_once"]
+    assert rows["progress_once"]["config"]["embed_constant_once"]
+    assert all(r["config"]["eval_episodes"] == 0 and r["median"] > 0 for r in rows.values())

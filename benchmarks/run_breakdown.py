@@ -1,0 +1,172 @@
+"""Where a `car-jax run`'s training time goes: PPO updates vs evaluation, per reward variant.
+
+For one task at its run defaults (`car_jax.experiment.make_config`: envs, rollout, epochs, seeds
+vmapped as `car-jax run` does), times side by side in interleaved rounds:
+- one compiled chunk of `--updates` PPO updates with evaluation off (rollout + GAE + epochs);
+- one evaluation (`PPOTrainer.evaluate`: greedy and stochastic episodes on fresh resets) of the
+  initial policy, which, untrained, runs every episode to the task's time limit: the most an
+  evaluation can cost;
+for the code reward (with the family's progress observation) and the sparse reward. From them it
+projects the run's training time: updates x update time + evaluations x evaluation time (an upper
+bound for the evaluation part, since trained policies end their episodes sooner), and prints how
+the steady-state cost splits. Compile times are reported apart.
+
+    .venv/bin/python benchmarks/run_breakdown.py --task MiniGrid-DoorKey-16x16
+Writes benchmarks/results/run_breakdown_<task>.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_util import RESULTS, block, command, compile_jit, machine, write_json  # noqa: E402
+from jax_rollout import bench_interleaved  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def prepare_variant(task: Any, reward: str, seeds: int, updates: int) -> dict[str, Any]:
+    """Compiled update chunk and evaluation of one reward variant; timed calls and compile times."""
+    from car_jax.experiment import make_config, make_env
+    from car_jax.rl.ppo import PPOTrainer
+    from car_jax.spec import RewardSpec, compile_spec
+
+    spec = RewardSpec.load(ROOT / "prompts" / "reference" / f"{task.id}.state.py")
+    compiled = compile_spec(spec, task.inputs("state"), task.constants("state"))
+    env = make_env(task, compiled, "state", reward)
+    run_cfg = make_config(task)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    # Updates without evaluation: the same trainer with eval_episodes=0.
+    train_cfg = run_cfg.replace(eval_episodes=0)
+    trainer = PPOTrainer(train_cfg, env)
+    runner = block(trainer.batched_init()(keys, train_cfg.hyper()))
+    chunk, chunk_compile = compile_jit(jax.vmap(lambda r: trainer.run(r, updates)), runner)
+    # The evaluation the run does every eval_interval updates, on the initial policy.
+    evaluator = PPOTrainer(run_cfg, env)
+    eval_keys = jax.random.split(jax.random.key(1), seeds)
+    evaluate, eval_compile = compile_jit(jax.vmap(evaluator.evaluate), runner.params, eval_keys)
+    state = {"runner": runner}
+
+    def update_once():
+        state["runner"], metrics = chunk(state["runner"])
+        return metrics
+
+    def eval_once():
+        return evaluate(runner.params, eval_keys)
+
+    lengths = block(eval_once())
+    return {
+        "config": run_cfg,
+        "update": {
+            "once": update_once,
+            "compile_s": chunk_compile,
+            "num_envs": 1,
+            "scan_steps": updates,
+        },
+        "eval": {"once": eval_once, "compile_s": eval_compile, "num_envs": 1, "scan_steps": 1},
+        "eval_length": float(lengths["eval_greedy_length"].mean()),
+        "obs_shape": list(env.obs_shape),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, time both variants, print the split, write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="MiniGrid-DoorKey-16x16")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds vmapped (car-jax run: 2)")
+    parser.add_argument("--updates", type=int, default=4, help="updates per timed chunk")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--rewards", nargs="+", default=["car", "sparse"], choices=("car", "sparse")
+    )
+    parser.add_argument("--note", default="", help="free text stored in the JSON")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import envs
+
+    task = envs.make(args.task)
+    preps = {r: prepare_variant(task, r, args.seeds, args.updates) for r in args.rewards}
+    timed = bench_interleaved(
+        {(r, part): p[part] for r, p in preps.items() for part in ("update", "eval")},
+        args.repeats,
+        budget_s=600.0,
+    )
+    rows = []
+    header = (
+        f"{'reward':>7} {'update s':>9} {'eval s':>7} {'eval len':>8} {'updates':>7} {'evals':>5} "
+        f"{'updates s':>9} {'evals s':>8} {'eval %':>6} {'env-steps/s':>11} {'compile s':>9}"
+    )
+    print(header)
+    for reward, p in preps.items():
+        cfg = p["config"]
+        per_update = timed[reward, "update"]["seconds_median"] / args.updates
+        per_eval = timed[reward, "eval"]["seconds_median"]
+        evals = len(range(cfg.eval_interval, cfg.num_updates + 1, cfg.eval_interval))
+        evals += int(cfg.num_updates % cfg.eval_interval != 0)  # the last update is evaluated
+        updates_s, evals_s = cfg.num_updates * per_update, evals * per_eval
+        steps = cfg.num_updates * cfg.batch_size * args.seeds
+        row = {
+            "reward": reward,
+            "obs_shape": p["obs_shape"],
+            "seconds_per_update": per_update,
+            "seconds_per_evaluation_untrained": per_eval,
+            "evaluation_episode_length_untrained": p["eval_length"],
+            "updates": cfg.num_updates,
+            "evaluations": evals,
+            "projected_update_seconds": updates_s,
+            "projected_evaluation_seconds_at_most": evals_s,
+            "evaluation_share_at_most": evals_s / (updates_s + evals_s),
+            "update_env_steps_per_second": cfg.batch_size * args.seeds / per_update,
+            "projected_env_steps_per_second_at_least": steps / (updates_s + evals_s),
+            "compile_seconds": {
+                "update_chunk": p["update"]["compile_s"],
+                "evaluation": p["eval"]["compile_s"],
+            },
+            "timing": {
+                "update_chunk": timed[reward, "update"],
+                "evaluation": timed[reward, "eval"],
+            },
+            "config": cfg.to_dict(),
+        }
+        rows.append(row)
+        print(
+            f"{reward:>7} {per_update:>9.3f} {per_eval:>7.2f} {p['eval_length']:>8.0f} "
+            f"{cfg.num_updates:>7} {evals:>5} {updates_s:>9.1f} {evals_s:>8.1f} "
+            f"{100 * row['evaluation_share_at_most']:>5.0f}% "
+            f"{row['projected_env_steps_per_second_at_least']:>11,.0f} "
+            f"{p['update']['compile_s'] + p['eval']['compile_s']:>9.1f}",
+            flush=True,
+        )
+    out = args.out or RESULTS / f"run_breakdown_{args.task.lower().removeprefix('minigrid-')}.json"
+    write_json(
+        out,
+        {
+            "benchmark": "run_breakdown",
+            "task": args.task,
+            "command": command(__file__, argv),
+            "machine": machine(),
+            "note": args.note,
+            "seeds": args.seeds,
+            "method": "per variant: a compiled chunk of `updates` PPO updates with evaluation off "
+            "and one evaluation of the initial (untrained) policy, timed in the same interleaved "
+            "rounds (one warm-up call each); projected seconds = count x median time; the "
+            "evaluation figure is an upper bound (an untrained policy runs every episode to the "
+            "time limit); compile times apart",
+            "rows": rows,
+        },
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
