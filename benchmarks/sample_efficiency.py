@@ -88,6 +88,12 @@ def main() -> None:
     p.add_argument("--ppo", action="append", default=None, metavar="KEY=VALUE",
                    help="override any PPOConfig field, e.g. --ppo gamma=0.999 (repeatable)")  # fmt: skip
     p.add_argument("--work-dir", default=None, help="training logs (default: a temporary folder)")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="reuse the training logs in --work-dir: a reward's finished run there is read back "
+        "(its figures and times as recorded), an unfinished one continues from its checkpoint, "
+        "a missing one trains; its settings must match, else it is refused by name",
+    )  # fmt: skip
     p.add_argument("--out", default=str(RESULTS / "sample_efficiency.json"))
     p.add_argument("--note", default="", help="free text stored in the JSON (e.g. machine load)")
     p.add_argument("--render", metavar="JSON", help="print the markdown table of a saved run")
@@ -112,6 +118,8 @@ def main() -> None:
         configs = {t: task_config(envs.make(t), args, overrides) for t in args.tasks}
     except UserError as e:
         raise SystemExit(f"sample_efficiency: {e}") from None
+    if args.resume and not args.work_dir:
+        raise SystemExit("sample_efficiency: --resume needs the --work-dir of the run to reuse")
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="car-jax-sample-eff-"))
     out_json = Path(args.out)
     per_task, not_run = {}, []
@@ -132,11 +140,17 @@ def main() -> None:
         carried_obs = default_carried_obs(task, args.carried_obs)
         config = configs[task_id]
         t0 = time.perf_counter()
-        results = train_variants(
-            task, compiled, args.mode, tuple(args.rewards), config, args.seeds, work / task_id,
-            bonus=args.bonus, shaping=args.shaping, progress=True, progress_obs=progress_obs,
-            carried_obs=carried_obs,
-        )  # fmt: skip
+        results = {}
+        for reward in args.rewards:  # NOTE: one folder per reward: a resume reuses each that exists
+            try:
+                results.update(train_variants(
+                    task, compiled, args.mode, (reward,), config, args.seeds, work / task_id,
+                    resume=args.resume and (work / task_id / reward / "run.json").is_file(),
+                    bonus=args.bonus, shaping=args.shaping, progress=True,
+                    progress_obs=progress_obs, carried_obs=carried_obs,
+                ))  # fmt: skip
+            except UserError as e:  # the tasks done so far are in --out already
+                raise SystemExit(f"sample_efficiency: {task_id} {reward}: {e}") from None
         summary = summarize(results, compiled.names, args.threshold)
         png = out_json.parent / f"{out_json.stem}_{task_id}.png"
         plot_curves_of(results, png, f"{task_id}: code reward vs sparse ({args.seeds} seeds)")

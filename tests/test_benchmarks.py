@@ -250,3 +250,31 @@ def test_ppo_throughput_times_the_progress_embeddings_side_by_side(tmp_path):
     assert not rows["progress_per_cell"]["config"]["embed_constant_once"]
     assert rows["progress_once"]["config"]["embed_constant_once"]
     assert all(r["config"]["eval_episodes"] == 0 and r["median"] > 0 for r in rows.values())
+
+
+@pytest.mark.slow
+def test_sample_efficiency_resume_reads_a_finished_reward_back(tmp_path):
+    # One reward trained, then --resume with both: the finished one is read back as recorded,
+    # the other trains; the JSON and its plot hold both.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).parents[1] / "benchmarks" / "sample_efficiency.py")
+    work, out = tmp_path / "work", tmp_path / "se.json"
+    base = [sys.executable, script, "--tasks", "CartPole-v1", "--seeds", "1", "--scale", "0.01",
+            "--work-dir", str(work), "--out", str(out)]  # fmt: skip
+    first = subprocess.run([*base, "--rewards", "car"], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    car = json.loads(out.read_text())["tasks"]["CartPole-v1"]["car"]
+    both = subprocess.run([*base, "--rewards", "car", "sparse", "--resume"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert both.returncode == 0, both.stderr[-2000:]
+    task = json.loads(out.read_text())["tasks"]["CartPole-v1"]
+    assert set(task) >= {"car", "sparse"}
+    for name in ("final_success_per_seed", "train_seconds", "compile_seconds"):
+        assert task["car"][name] == pytest.approx(car[name], abs=1e-3), name
+    assert task["sparse"]["train_seconds"] > 0
+    refused = subprocess.run([*base[:-4], "--out", str(out), "--resume"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode != 0 and "--resume needs the --work-dir" in refused.stderr

@@ -99,3 +99,26 @@ def test_reference_spec_passes_verification(path: Path):
     assert not w.skipped and w.timing_runs == verdict.n_expert and verdict.n_epsilon == N
     assert w.recall.rate >= 0.9
     print(f"{path.stem}: verified in {time.perf_counter() - t0:.1f}s")
+
+
+def test_blocked_unlock_pickup_last_program_is_not_paid_for_the_blocking_ball():
+    # A trained seed once carried the blocking ball back through the open door: the first
+    # version of the last program ("carries a non-key object, door open") paid for it, though the
+    # task wants the object from the room behind the door. Checked on a real reset observation.
+    task = envs.make("MiniGrid-BlockedUnlockPickUp")
+    spec = RewardSpec.load(REFERENCE_DIR / "MiniGrid-BlockedUnlockPickUp.state.py")
+    compiled = compile_spec(spec, task.inputs("state"), task.constants("state"))
+    c = task.constants("state")
+    _, state = task.reset(jax.random.key(0), task.params)
+    obs = task.observe(state, "state")
+    tiles = jnp.where(obs["tiles"] == c["DOOR_LOCKED"], c["DOOR_OPEN"], obs["tiles"])
+    room = tiles[:, c["GRID_WIDTH"] // 2 + 1 :]
+    objects = (room != c["FLOOR"]) & (room != c["WALL"])
+    assert int(objects.sum()) == 1  # the object to pick up, behind the door
+    target = int(room[objects][0])
+    last = len(compiled.names) - 1
+    carrying_ball = {**obs, "tiles": tiles, "carried_tile": jnp.int32(c["BALL"])}
+    assert not bool(compiled.completion(carrying_ball)[last])
+    emptied = tiles.at[:, c["GRID_WIDTH"] // 2 + 1 :].set(jnp.where(objects, c["FLOOR"], room))
+    holding = {**obs, "tiles": emptied, "carried_tile": jnp.int32(target)}
+    assert bool(compiled.completion(holding)[last])

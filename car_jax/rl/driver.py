@@ -250,7 +250,10 @@ def train_folders(
 
         if step < num_updates:
             compiled(min(chunk, num_updates - step))
-        compile_seconds = time.perf_counter() - t0
+            compile_seconds = time.perf_counter() - t0
+        else:  # a finished run read back (resume): nothing compiled, keep what it recorded
+            recorded = json.loads((folders[0].path / "run.json").read_text())
+            compile_seconds = float(recorded.get("compile_seconds", 0.0))
         for f in folders:
             (f.path / "run.json").write_text(json.dumps({**f.meta, "compile_seconds": compile_seconds}, indent=2))  # fmt: skip
         if program_meta is not None:
@@ -258,7 +261,9 @@ def train_folders(
             path.write_text(json.dumps({**meta, "compile_seconds": compile_seconds}, indent=2))
 
         # --- host loop over chunks ---------------------------------------------------------------
-        train_seconds = 0.0
+        # NOTE: a resumed run's clock goes on from its last logged row, so the "time" column stays
+        # monotonic and train_seconds is the whole run's training time.
+        train_seconds = float(rows[0][-1].get("time", 0.0)) if rows[0] else 0.0
         bar = ProgressBar(label, num_updates, step, enabled=progress)
         with bar:
             while step < num_updates:

@@ -19,5 +19,8 @@ def opened_door(obs):
 
 
 def picked_up_object(obs):
-    """The agent carries an object that is neither a key nor nothing, with the door open."""
-    return contains(obs.tiles, DOOR_OPEN) and obs.carried_tile != KEY and obs.carried_tile != EMPTY
+    """The agent carries a non-key object, the door is open and the room behind it holds no object: the carried one is that room's object, not the blocking ball."""
+    room = obs.tiles[:, GRID_WIDTH // 2 + 1 :]
+    empty_room = all((room == FLOOR) | (room == WALL))
+    carries = obs.carried_tile != KEY and obs.carried_tile != EMPTY
+    return contains(obs.tiles, DOOR_OPEN) and carries and empty_room

@@ -82,6 +82,19 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, uninterrupted, trainer
         for r in (out / "metrics.jsonl").read_text().splitlines()
     ]
     assert len(keys) == len(set(keys)) == resume_config().num_updates * len(RESUME_SEEDS)
+    # The clock goes on from the last row kept: the time column never steps back, and the
+    # result's training time is the whole run's.
+    times = [json.loads(r)["time"] for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert times == sorted(times) and resumed.train_seconds == pytest.approx(times[-1], abs=1e-3)
+    assert times[-1] > times[CHECKPOINT_EVERY * len(RESUME_SEEDS) - 1] > 0
+    # Read back once finished: nothing to train or compile; both times are those recorded.
+    again = run_resumable(out, resume=True, trainer=trainer)
+    assert again.train_seconds == pytest.approx(times[-1], abs=1e-3)
+    recorded = json.loads((out / "run.json").read_text())["compile_seconds"]
+    assert again.compile_seconds == recorded == resumed.compile_seconds > 0
+    np.testing.assert_array_equal(
+        again.metrics["eval_greedy_success"], resumed.metrics["eval_greedy_success"]
+    )
 
 
 def test_existing_run_needs_resume_and_matching_settings(uninterrupted, trainer):
