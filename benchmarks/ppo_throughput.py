@@ -114,6 +114,10 @@ def measure_size(
         to_sparse = paired_ratio(r, timed["sparse", mode])
         r["ratio_to_sparse"] = to_sparse["median"]
         r["ratio_to_sparse_range"] = [to_sparse["min"], to_sparse["max"]]
+        if name == "progress_once" and ("progress_per_cell", mode) in timed:
+            once = paired_ratio(r, timed["progress_per_cell", mode])
+            r["ratio_to_per_cell"] = once["median"]
+            r["ratio_to_per_cell_range"] = [once["min"], once["max"]]
         if mode == "pool" and (name, "step") in timed:
             pr = paired_ratio(r, timed[name, "step"])
             r["ratio_pool_to_step"] = pr["median"]
@@ -204,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             "method": "each row: one compiled chunk of `updates_per_chunk` PPO updates, one warm-up "
             "call, then `repeats` interleaved rounds timing every reward variant and reset mode "
             "of one size in turn at equal settings (compile_s apart); ratio_to_sparse and "
-            "ratio_pool_to_step are medians of per-round ratios",
+            "ratio_pool_to_step (and progress_once's ratio_to_per_cell) are medians of per-round "
+            "ratios",
             "rows": rows,
         },
     )

@@ -6,7 +6,10 @@ vmapped as `car-jax run` does), times side by side in interleaved rounds:
 - one evaluation (`PPOTrainer.evaluate`: greedy and stochastic episodes on fresh resets) of the
   initial policy, which, untrained, runs every episode to the task's time limit: the most an
   evaluation can cost;
-for the code reward (with the family's progress observation) and the sparse reward. From them it
+and, on the run's own path, a chunk of the driver's length (`car_jax.rl.driver.default_chunk`) with
+the evaluation inside its scan, with no evaluation due and with one due (their difference is what
+an evaluation costs inside a run); for the code reward (with the family's progress observation)
+and the sparse reward. From them it
 projects the run's training time: updates x update time + evaluations x evaluation time (an upper
 bound for the evaluation part, since trained policies end their episodes sooner), and prints how
 the steady-state cost splits. Compile times are reported apart.
@@ -63,7 +66,29 @@ def prepare_variant(task: Any, reward: str, seeds: int, updates: int) -> dict[st
         return evaluate(runner.params, eval_keys)
 
     lengths = block(eval_once())
+    # The run's own path (`car_jax.rl.driver.train_run`): a chunk of the driver's length with the
+    # evaluation inside its scan, timed with no evaluation due and with one due at its last update.
+    from car_jax.rl.driver import default_chunk
+
+    n = default_chunk(run_cfg.num_updates)
+    in_run = {}
+    if n < run_cfg.eval_interval:
+        run_runner = block(evaluator.batched_init()(keys, run_cfg.hyper()))
+        chunk_fn, chunk_fn_compile = compile_jit(
+            jax.vmap(lambda r, s: evaluator.run(r, n, s), in_axes=(0, None)),
+            run_runner,
+            jax.numpy.int32(0),
+        )
+        for name, start in (("chunk", 0), ("chunk_with_eval", run_cfg.eval_interval - n)):
+            in_run[name] = {
+                "once": lambda start=start: chunk_fn(run_runner, jax.numpy.int32(start)),
+                "compile_s": chunk_fn_compile,
+                "num_envs": 1,
+                "scan_steps": 1,
+            }
     return {
+        "in_run": in_run,
+        "chunk_updates": n,
         "config": run_cfg,
         "update": {
             "once": update_once,
@@ -95,11 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
     task = envs.make(args.task)
     preps = {r: prepare_variant(task, r, args.seeds, args.updates) for r in args.rewards}
-    timed = bench_interleaved(
-        {(r, part): p[part] for r, p in preps.items() for part in ("update", "eval")},
-        args.repeats,
-        budget_s=600.0,
-    )
+    parts = {(r, part): p[part] for r, p in preps.items() for part in ("update", "eval")}
+    parts.update({(r, part): x for r, p in preps.items() for part, x in p["in_run"].items()})
+    timed = bench_interleaved(parts, args.repeats, budget_s=600.0)
     rows = []
     header = (
         f"{'reward':>7} {'update s':>9} {'eval s':>7} {'eval len':>8} {'updates':>7} {'evals':>5} "
@@ -137,6 +160,19 @@ def main(argv: list[str] | None = None) -> int:
             },
             "config": cfg.to_dict(),
         }
+        if (reward, "chunk_with_eval") in timed:
+            chunk_s = timed[reward, "chunk"]["seconds_median"]
+            in_chunk = timed[reward, "chunk_with_eval"]["seconds_median"] - chunk_s
+            row["in_run"] = {
+                "chunk_updates": p["chunk_updates"],
+                "seconds_per_chunk_without_evaluation": chunk_s,
+                "seconds_per_evaluation_in_chunk": in_chunk,
+                "evaluation_in_chunk_over_alone": in_chunk / per_eval,
+                "projected_seconds": cfg.num_updates * chunk_s / p["chunk_updates"]
+                + evals * in_chunk,
+                "compile_seconds": p["in_run"]["chunk"]["compile_s"],
+                "timing": {k: timed[reward, k] for k in ("chunk", "chunk_with_eval")},
+            }
         rows.append(row)
         print(
             f"{reward:>7} {per_update:>9.3f} {per_eval:>7.2f} {p['eval_length']:>8.0f} "
@@ -146,6 +182,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{p['update']['compile_s'] + p['eval']['compile_s']:>9.1f}",
             flush=True,
         )
+    for row in rows:
+        if "in_run" in row:
+            x = row["in_run"]
+            print(
+                f"{row['reward']:>7} in the run's chunks ({x['chunk_updates']} updates): "
+                f"{x['seconds_per_chunk_without_evaluation']:.2f} s per chunk, an evaluation "
+                f"inside one {x['seconds_per_evaluation_in_chunk']:.2f} s "
+                f"({x['evaluation_in_chunk_over_alone']:.1f}x the same evaluation alone); "
+                f"projected training {x['projected_seconds']:.0f} s"
+            )
     out = args.out or RESULTS / f"run_breakdown_{args.task.lower().removeprefix('minigrid-')}.json"
     write_json(
         out,

@@ -231,6 +231,9 @@ def test_run_breakdown_projects_updates_and_evaluations(tmp_path):
             r["projected_evaluation_seconds_at_most"] / total
         )
         assert r["seconds_per_update"] > 0 and r["seconds_per_evaluation_untrained"] > 0
+        # the run's own path: driver-length chunks, timed with and without an evaluation due
+        assert r["in_run"]["chunk_updates"] == 1 and r["in_run"]["projected_seconds"] > 0
+        assert set(r["in_run"]["timing"]) == {"chunk", "chunk_with_eval"}
     # the code reward's policy sees the progress plane; the sparse one does not
     assert rows["car"]["obs_shape"] == [7, 7, 3] and rows["sparse"]["obs_shape"] == [7, 7, 2]
 
@@ -249,6 +252,8 @@ def test_ppo_throughput_times_the_progress_embeddings_side_by_side(tmp_path):
     assert rows["sparse"]["ratio_to_sparse"] == 1.0
     assert not rows["progress_per_cell"]["config"]["embed_constant_once"]
     assert rows["progress_once"]["config"]["embed_constant_once"]
+    low, high = rows["progress_once"]["ratio_to_per_cell_range"]
+    assert low <= rows["progress_once"]["ratio_to_per_cell"] <= high
     assert all(r["config"]["eval_episodes"] == 0 and r["median"] > 0 for r in rows.values())
 
 
