@@ -206,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             "and one evaluation of the initial (untrained) policy, timed in the same interleaved "
             "rounds (one warm-up call each); projected seconds = count x median time; the "
             "evaluation figure is an upper bound (an untrained policy runs every episode to the "
-            "time limit); compile times apart",
+            "time limit); in_run: a chunk of the driver's length with the evaluation inside "
+            "its scan (the run's own program), timed with none due and with one due in the same "
+            "rounds, their difference the cost of one evaluation inside a run; compile times "
+            "apart",
             "rows": rows,
         },
     )
