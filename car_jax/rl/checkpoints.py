@@ -57,9 +57,9 @@ def restore(manager: Any, step: int, template: RunnerState) -> RunnerState:
             raise UserError(
                 f"cannot resume from checkpoint {step} in {manager.directory}: its leaf {i} has "
                 f"shape {tuple(value.shape)} where this run's state has "
-                f"{tuple(target[f'{i:05d}'].shape)}, so it was saved by another network; a "
-                "MiniGrid run with the progress observation started before the progress plane "
-                "was embedded once resumes with --ppo embed_constant_once=false"
+                f"{tuple(target[f'{i:05d}'].shape)}, so it was saved by another network (e.g. "
+                "a MiniGrid progress-observation run trained with the other "
+                "--ppo embed_constant_once setting: resume with the one it was trained with)"
             )
         if _is_key(x):
             data = jax.device_put(value, jax.random.key_data(x).sharding)

@@ -153,13 +153,15 @@ class PPOConfig:
     """Embedding size per channel for integer grid observations."""
     embed_vocab: int = 256
     """Embedding table size for integer observations (values must lie in [0, embed_vocab))."""
-    embed_constant_once: bool = True
+    embed_constant_once: bool = False
     """Embed the grid channels an env declares constant over the grid (`obs_constant_channels`:
-    the code reward's progress plane) once instead of at every cell: the same function class,
-    1.3x the env steps/s of MiniGrid code-reward training on a 2-core CPU
-    (benchmarks/results/ppo_throughput_progress.json). False is the per-cell embedding that
-    results measured before 2026-12-06 used; a run with the progress observation started before
-    then resumes only with it."""
+    the code reward's progress plane) once instead of at every cell: the same function class and
+    1.27x the env steps/s of DoorKey-16x16 code-reward updates on a 2-core CPU
+    (benchmarks/results/ppo_throughput_progress.json), but other learning dynamics: on
+    BlockedUnlockPickUp 3 of 5 seeds sustained >= 90% at 4M steps and 4 of 5 at 8M, against 5 of 5
+    with the per-cell embedding (ablation_embed_once.json). So it is opt-in (`--ppo
+    embed_constant_once=true`); the default embeds the plane at every cell, as every committed
+    MiniGrid result does."""
     cnn_channels: tuple[int, ...] = (16,)
     """Conv layers (3x3, stride 1) of the CNN torso for image-like float/bool observations."""
     conv_impl: str = "patches"

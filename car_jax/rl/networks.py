@@ -185,7 +185,7 @@ def select_torso(
                 f"obs_constant_channels={constant_channels} must lie in [0, {obs_shape[-1]}) for "
                 f"a grid observation of shape {tuple(obs_shape)} (at least one channel per cell)"
             )
-        once = constant_channels if getattr(config, "embed_constant_once", True) else 0
+        once = constant_channels if getattr(config, "embed_constant_once", False) else 0
         return GridEmbedTorso(config.embed_dim, config.embed_vocab, once)
     if len(obs_shape) == 3:
         return CNNTorso(tuple(config.cnn_channels), config.conv_impl)

@@ -196,10 +196,8 @@ def test_constant_channels_embedded_once_compute_the_per_cell_function():
     obs = jnp.concatenate([cell_ids, jnp.broadcast_to(progress, (6, 5, 5, 1))], -1)
     obs = obs.astype(jnp.uint8)
     cfg = SMALL.replace(embed_dim=e, hidden=(8,))
-    per_cell = networks.select_torso(
-        cfg.replace(embed_constant_once=False), obs.shape[1:], "uint8", 1
-    )
-    once = networks.select_torso(cfg, obs.shape[1:], "uint8", 1)
+    per_cell = networks.select_torso(cfg, obs.shape[1:], "uint8", 1)  # the default
+    once = networks.select_torso(cfg.replace(embed_constant_once=True), obs.shape[1:], "uint8", 1)
     assert per_cell.constant_channels == 0 and once.constant_channels == 1
     head = networks.MLP((8,), 3)
     net_a, net_b = (nn.Sequential([t, head]) for t in (per_cell, once))
@@ -215,7 +213,7 @@ def test_constant_channels_embedded_once_compute_the_per_cell_function():
         net_b.apply({"params": params_b}, obs), net_a.apply({"params": params}, obs), atol=1e-5
     )
     with pytest.raises(UserError, match=r"obs_constant_channels=3 must lie in \[0, 3\)"):
-        networks.select_torso(cfg, obs.shape[1:], "uint8", 3)
+        networks.select_torso(cfg.replace(embed_constant_once=True), obs.shape[1:], "uint8", 3)
 
 
 def test_patch_conv_is_nn_conv_with_the_same_parameters():
