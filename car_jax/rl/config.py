@@ -156,7 +156,7 @@ class PPOConfig:
     embed_constant_once: bool = False
     """Embed the grid channels an env declares constant over the grid (`obs_constant_channels`:
     the code reward's progress plane) once instead of at every cell: the same function class and
-    1.27x the env steps/s of DoorKey-16x16 code-reward updates on a 2-core CPU
+    1.25x the env steps/s of DoorKey-16x16 code-reward updates on a 2-core CPU
     (benchmarks/results/ppo_throughput_progress.json), but other learning dynamics: on
     BlockedUnlockPickUp 3 of 5 seeds sustained >= 90% at 4M steps and 4 of 5 at 8M, against 5 of 5
     with the per-cell embedding (ablation_embed_once.json). So it is opt-in (`--ppo

@@ -66,7 +66,8 @@ class GridEmbedTorso(nn.Module):
     sub-task progress plane of `CodeReward(progress_obs=True)`). They are embedded once, from
     cell (0, 0), instead of at every cell: the same function class (a dense layer over H * W
     copies of one embedding is a dense layer over one), with H * W - 1 fewer copies feeding the
-    first dense layer, which is most of the network's cost.
+    first dense layer, which is most of the network's cost; other learning dynamics, so
+    `make_network` passes them only with `PPOConfig.embed_constant_once` (off by default).
     """
 
     embed_dim: int = 16
