@@ -149,11 +149,12 @@ class CodeReward:
         self.obs_shape, self.obs_dtype = _progress_obs_shape(
             tuple(task.obs_shape), task.obs_dtype, k, self.progress_obs
         )
-        # Trailing grid channels that hold one value over the whole grid (the progress plane of
-        # an integer grid): the default torso embeds them once (car_jax.rl.networks).
-        self.obs_constant_channels = int(self.obs_shape != tuple(task.obs_shape)) * int(
-            len(self.obs_shape) == 3 and np.issubdtype(np.dtype(self.obs_dtype), np.integer)
+        # Trailing grid channels that hold one value over the whole grid: the progress plane
+        # `add_progress` gives an integer grid (the torso can embed it once: embed_constant_once).
+        integer_grid = len(task.obs_shape) == 3 and np.issubdtype(
+            np.dtype(task.obs_dtype), np.integer
         )
+        self.obs_constant_channels = int(self.progress_obs and integer_grid)
         # Per spec: whether its programs read sprite-grid inputs as cell ids (lazy frames).
         self._reads_cells = tuple(reads_cells(c, task, mode) for c in specs)
 
