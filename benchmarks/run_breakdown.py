@@ -6,10 +6,11 @@ vmapped as `car-jax run` does), times side by side in interleaved rounds:
 - one evaluation (`PPOTrainer.evaluate`: greedy and stochastic episodes on fresh resets) of the
   initial policy, which, untrained, runs every episode to the task's time limit: the most an
   evaluation can cost;
-and, on the run's own path, a chunk of the driver's length (`car_jax.rl.driver.default_chunk`) with
-the evaluation inside its scan, with no evaluation due and with one due (their difference is what
-an evaluation costs inside a run); for the code reward (with the family's progress observation)
-and the sparse reward. From them it
+and, on the run's own path, chunks of the driver's length (`car_jax.rl.driver.schedule`): one
+without evaluation plus the evaluation the driver runs between chunks, and one with the
+evaluation inside its scan, with none due and with one due (their difference is what an
+evaluation costs there); for the code reward (with the family's progress observation) and the
+sparse reward. From them it
 projects the run's training time: updates x update time + evaluations x evaluation time (an upper
 bound for the evaluation part, since trained policies end their episodes sooner), and prints how
 the steady-state cost splits. Compile times are reported apart.
@@ -66,27 +67,39 @@ def prepare_variant(task: Any, reward: str, seeds: int, updates: int) -> dict[st
         return evaluate(runner.params, eval_keys)
 
     lengths = block(eval_once())
-    # The run's own path (`car_jax.rl.driver.train_run`): a chunk of the driver's length with the
-    # evaluation inside its scan, timed with no evaluation due and with one due at its last update.
-    from car_jax.rl.driver import default_chunk
+    # The run's own path (`car_jax.rl.driver.train_run`): chunks of the driver's length. Where
+    # they end at every evaluation point the driver evaluates between them (a chunk without
+    # evaluation, then `batched_evaluate`); otherwise inside the chunk's scan. Both are timed:
+    # the chunk with the in-scan evaluation with none due and with one due at its last update.
+    from car_jax.rl.driver import evaluates_between_chunks, schedule
 
-    n = default_chunk(run_cfg.num_updates)
+    n = schedule(run_cfg, None, None)[0]
     in_run = {}
     if n < run_cfg.eval_interval:
         run_runner = block(evaluator.batched_init()(keys, run_cfg.hyper()))
-        chunk_fn, chunk_fn_compile = compile_jit(
-            jax.vmap(lambda r, s: evaluator.run(r, n, s), in_axes=(0, None)),
+        start0 = jax.numpy.int32(0)
+        plain_fn, plain_compile = compile_jit(
+            jax.vmap(lambda r, s: evaluator.run(r, n, s, False), in_axes=(0, None)),
             run_runner,
-            jax.numpy.int32(0),
+            start0,
         )
-        for name, start in (("chunk", 0), ("chunk_with_eval", run_cfg.eval_interval - n)):
-            in_run[name] = {
-                "once": lambda start=start: chunk_fn(run_runner, jax.numpy.int32(start)),
-                "compile_s": chunk_fn_compile,
-                "num_envs": 1,
-                "scan_steps": 1,
-            }
+        scan_fn, scan_compile = compile_jit(
+            jax.vmap(lambda r, s: evaluator.run(r, n, s), in_axes=(0, None)), run_runner, start0
+        )
+        between_fn, between_compile = compile_jit(evaluator.batched_evaluate(), run_runner)
+        variants = {
+            "chunk": (lambda: plain_fn(run_runner, start0), plain_compile),
+            "evaluation_between_chunks": (lambda: between_fn(run_runner), between_compile),
+            "chunk_in_scan_none_due": (lambda: scan_fn(run_runner, start0), scan_compile),
+            "chunk_in_scan_one_due": (
+                lambda: scan_fn(run_runner, jax.numpy.int32(run_cfg.eval_interval - n)),
+                scan_compile,
+            ),
+        }
+        for name, (once, compile_s) in variants.items():
+            in_run[name] = {"once": once, "compile_s": compile_s, "num_envs": 1, "scan_steps": 1}
     return {
+        "between_chunks": evaluates_between_chunks(run_cfg, n),
         "in_run": in_run,
         "chunk_updates": n,
         "config": run_cfg,
@@ -160,18 +173,23 @@ def main(argv: list[str] | None = None) -> int:
             },
             "config": cfg.to_dict(),
         }
-        if (reward, "chunk_with_eval") in timed:
-            chunk_s = timed[reward, "chunk"]["seconds_median"]
-            in_chunk = timed[reward, "chunk_with_eval"]["seconds_median"] - chunk_s
+        if (reward, "chunk") in timed:
+            med = {k: timed[reward, k]["seconds_median"] for k in p["in_run"]}
+            chunk_s, between = med["chunk"], med["evaluation_between_chunks"]
+            in_scan = med["chunk_in_scan_one_due"] - med["chunk_in_scan_none_due"]
+            chunks = cfg.num_updates / p["chunk_updates"]
             row["in_run"] = {
                 "chunk_updates": p["chunk_updates"],
+                "driver_evaluates_between_chunks": p["between_chunks"],
                 "seconds_per_chunk_without_evaluation": chunk_s,
-                "seconds_per_evaluation_in_chunk": in_chunk,
-                "evaluation_in_chunk_over_alone": in_chunk / per_eval,
-                "projected_seconds": cfg.num_updates * chunk_s / p["chunk_updates"]
-                + evals * in_chunk,
-                "compile_seconds": p["in_run"]["chunk"]["compile_s"],
-                "timing": {k: timed[reward, k] for k in ("chunk", "chunk_with_eval")},
+                "seconds_per_evaluation_between_chunks": between,
+                "seconds_per_evaluation_in_chunk_scan": in_scan,
+                "in_scan_over_between": in_scan / between,
+                "projected_seconds_between_chunks": chunks * chunk_s + evals * between,
+                "projected_seconds_in_scan": chunks * med["chunk_in_scan_none_due"]
+                + evals * in_scan,
+                "compile_seconds": {k: p["in_run"][k]["compile_s"] for k in p["in_run"]},
+                "timing": {k: timed[reward, k] for k in p["in_run"]},
             }
         rows.append(row)
         print(
@@ -185,12 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         if "in_run" in row:
             x = row["in_run"]
+            where = "between chunks" if x["driver_evaluates_between_chunks"] else "in the chunk"
             print(
-                f"{row['reward']:>7} in the run's chunks ({x['chunk_updates']} updates): "
-                f"{x['seconds_per_chunk_without_evaluation']:.2f} s per chunk, an evaluation "
-                f"inside one {x['seconds_per_evaluation_in_chunk']:.2f} s "
-                f"({x['evaluation_in_chunk_over_alone']:.1f}x the same evaluation alone); "
-                f"projected training {x['projected_seconds']:.0f} s"
+                f"{row['reward']:>7} in the run's chunks ({x['chunk_updates']} updates, the "
+                f"driver evaluates {where}): {x['seconds_per_chunk_without_evaluation']:.2f} s "
+                f"per chunk; an evaluation between chunks "
+                f"{x['seconds_per_evaluation_between_chunks']:.2f} s, inside a chunk's scan "
+                f"{x['seconds_per_evaluation_in_chunk_scan']:.2f} s "
+                f"({x['in_scan_over_between']:.1f}x); projected training "
+                f"{x['projected_seconds_between_chunks']:.0f} s between chunks, "
+                f"{x['projected_seconds_in_scan']:.0f} s in the scan"
             )
     out = args.out or RESULTS / f"run_breakdown_{args.task.lower().removeprefix('minigrid-')}.json"
     write_json(
@@ -206,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
             "and one evaluation of the initial (untrained) policy, timed in the same interleaved "
             "rounds (one warm-up call each); projected seconds = count x median time; the "
             "evaluation figure is an upper bound (an untrained policy runs every episode to the "
-            "time limit); in_run: a chunk of the driver's length with the evaluation inside "
-            "its scan (the run's own program), timed with none due and with one due in the same "
-            "rounds, their difference the cost of one evaluation inside a run; compile times "
-            "apart",
+            "time limit); in_run: chunks of the driver's length (car_jax.rl.driver.schedule): "
+            "one without evaluation and the evaluation the driver runs between chunks, and one "
+            "with the evaluation inside its scan timed with none due and with one due (their "
+            "difference the cost of an evaluation inside a chunk), all in the same rounds; "
+            "compile times apart",
             "rows": rows,
         },
     )

@@ -22,6 +22,7 @@ import os
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,15 @@ import jax.numpy as jnp
 from car_jax.errors import UserError
 from car_jax.reward import CodeReward
 from car_jax.rl.config import PPOConfig, PPOHyper
-from car_jax.rl.driver import RunFolder, RunResult, base_meta, schedule, seed_tuple, train_folders
+from car_jax.rl.driver import (
+    RunFolder,
+    RunResult,
+    base_meta,
+    evaluates_between_chunks,
+    schedule,
+    seed_tuple,
+    train_folders,
+)
 from car_jax.rl.ppo import PPOTrainer, RunnerState
 
 # Metrics whose last axis is the (padded) sub-task axis; sliced to each spec's own count.
@@ -73,17 +82,28 @@ class MultiSpecTrainer:
         """`jit(vmap(init))` over unit keys (hyper shared): a reset is the same for every spec."""
         return self.trainer.batched_init()
 
-    def run(self, num_updates: int) -> Any:
+    def run(self, num_updates: int, evaluate: bool = True) -> Any:
         """`jit(vmap(run num_updates))` over units: `(runner, spec_index[U], start) -> ...`."""
-        name = f"run{num_updates}"
+        name = f"run{num_updates}" + ("" if evaluate else "-noeval")
         if name not in self._compiled:
 
             def unit(runner: RunnerState, spec: jax.Array, start: jax.Array):
                 with self.trainer.spec_bound(spec):
-                    return self.trainer.run(runner, num_updates, start)
+                    return self.trainer.run(runner, num_updates, start, evaluate)
 
             self._compiled[name] = jax.jit(jax.vmap(unit, in_axes=(0, 0, None)))
         return self._compiled[name]
+
+    def evaluate(self) -> Any:
+        """`jit(vmap(evaluate_runner))` over units: `(runner, spec_index[U]) -> eval metrics`."""
+        if "evaluate" not in self._compiled:
+
+            def unit(runner: RunnerState, spec: jax.Array):
+                with self.trainer.spec_bound(spec):
+                    return self.trainer.evaluate_runner(runner)
+
+            self._compiled["evaluate"] = jax.jit(jax.vmap(unit))
+        return self._compiled["evaluate"]
 
 
 @dataclass
@@ -147,7 +167,7 @@ def train_specs(
     seeds = seed_tuple(seeds, "train_specs")
     if subtask_names is None:
         subtask_names = [[p.name for p in c.programs] for c in env.specs]
-    chunk, ckpt_every = schedule(config.num_updates, chunk_updates, checkpoint_every)
+    chunk, ckpt_every = schedule(config, chunk_updates, checkpoint_every)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,11 +190,14 @@ def train_specs(
         folders.append(RunFolder(d, spec_meta, units, _cut_subtasks(env.subtask_counts[i])))
     spec_index = jnp.repeat(jnp.arange(len(names), dtype=jnp.int32), len(seeds))
     program_meta = {**meta, "subtasks": dict(zip(names, map(list, subtask_names)))}
+    run_fn, eval_fn = multi.run, None
+    if multi.trainer.evaluator is not None and evaluates_between_chunks(config, chunk):
+        run_fn, eval_fn = partial(multi.run, evaluate=False), multi.evaluate()
     results = train_folders(
-        config, multi.init(), multi.run, seeds, folders, hyper=hyper, chunk=chunk,
+        config, multi.init(), run_fn, seeds, folders, hyper=hyper, chunk=chunk,
         checkpoint_every=ckpt_every, resume=resume, progress=progress,
         label=label or f"{env.id} x{len(names)} specs", run_args=(spec_index,),
-        program_meta=(out / "run.json", program_meta),
+        program_meta=(out / "run.json", program_meta), eval_fn=eval_fn,
     )  # fmt: skip
     first = results[0]
     return MultiResult(

@@ -213,7 +213,7 @@ def test_field_reference_refuses_a_base_that_is_not_its_output(tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_run_breakdown_projects_updates_and_evaluations(tmp_path):
-    # Four programs to compile (update chunk and evaluation, per reward): slow-marked.
+    # Seven programs to compile per reward: slow-marked.
     from benchmarks import run_breakdown
 
     out = tmp_path / "breakdown.json"
@@ -231,9 +231,13 @@ def test_run_breakdown_projects_updates_and_evaluations(tmp_path):
             r["projected_evaluation_seconds_at_most"] / total
         )
         assert r["seconds_per_update"] > 0 and r["seconds_per_evaluation_untrained"] > 0
-        # the run's own path: driver-length chunks, timed with and without an evaluation due
-        assert r["in_run"]["chunk_updates"] == 1 and r["in_run"]["projected_seconds"] > 0
-        assert set(r["in_run"]["timing"]) == {"chunk", "chunk_with_eval"}
+        # the run's own path: driver-length chunks (1 update here, ending at every evaluation
+        # point, so the driver evaluates between them), with the in-scan evaluation beside it
+        x = r["in_run"]
+        assert x["chunk_updates"] == 1 and x["driver_evaluates_between_chunks"] is True
+        assert x["projected_seconds_between_chunks"] > 0 and x["projected_seconds_in_scan"] > 0
+        assert set(x["timing"]) == {"chunk", "evaluation_between_chunks",
+                                    "chunk_in_scan_none_due", "chunk_in_scan_one_due"}  # fmt: skip
     # the code reward's policy sees the progress plane; the sparse one does not
     assert rows["car"]["obs_shape"] == [7, 7, 3] and rows["sparse"]["obs_shape"] == [7, 7, 2]
 

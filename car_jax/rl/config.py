@@ -256,6 +256,16 @@ class PPOConfig:
         """Updates between evaluations: `eval_every`, or num_updates // 10 (at least 1) when 0."""
         return self.eval_every or max(1, self.num_updates // 10)
 
+    def eval_due(self, done: Any) -> Any:
+        """Whether the policy is evaluated after update number `done` (1-based; an int or a
+        traced int array): every `eval_interval` updates, and after the last one."""
+        return (done % self.eval_interval == 0) | (done == self.num_updates)
+
+    def next_eval(self, done: int) -> int:
+        """The first update after `done` updates at which an evaluation is due (host ints)."""
+        nxt = (done // self.eval_interval + 1) * self.eval_interval
+        return min(nxt, self.num_updates)
+
     @property
     def env_steps_per_update(self) -> int:
         """Env steps per update and seed (= batch_size)."""

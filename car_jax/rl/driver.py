@@ -20,10 +20,12 @@ one or more run folders, each logging and checkpointing its own slice. `train_ru
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,22 @@ def default_chunk(num_updates: int, target_chunks: int = 20) -> int:
     return max(d for d in range(1, goal + 1) if num_updates % d == 0)
 
 
+def eval_aligned_chunk(config: PPOConfig, target_chunks: int = 20) -> int:
+    """The largest chunk length not above num_updates / target_chunks whose chunks end at every
+    evaluation point: it divides `eval_interval` and the last stretch after the last multiple
+    of it, so one compiled length serves the whole run (at least 1)."""
+    goal = max(1, config.num_updates // target_chunks)
+    step = math.gcd(config.eval_interval, config.num_updates % config.eval_interval)
+    return max(d for d in range(1, goal + 1) if step % d == 0)
+
+
+def evaluates_between_chunks(config: PPOConfig, chunk: int) -> bool:
+    """Whether chunks of `chunk` updates end at every evaluation point of `config`, so the driver
+    evaluates between them (a separate compiled call) instead of inside the chunk's scan."""
+    interval, tail = config.eval_interval, config.num_updates % config.eval_interval
+    return config.eval_episodes > 0 and interval % chunk == 0 and tail % chunk == 0
+
+
 def seed_tuple(seeds: Sequence[int] | int, who: str) -> tuple[int, ...]:
     """`seeds` as a tuple (an int n means 0..n-1); refuses none or repeated ones."""
     seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
@@ -103,9 +121,21 @@ def base_meta(config: PPOConfig, env: Any, seeds: tuple[int, ...], hyper: PPOHyp
     }
 
 
-def schedule(num_updates: int, chunk_updates: int | None, checkpoint_every: int | None):
-    """(updates per compiled call, checkpoint interval), defaults filled in and checked."""
-    chunk = default_chunk(num_updates) if chunk_updates is None else int(chunk_updates)
+def schedule(config: PPOConfig, chunk_updates: int | None, checkpoint_every: int | None):
+    """(updates per compiled call, checkpoint interval), defaults filled in and checked.
+
+    The default chunk ends at every evaluation point when a chunk at least half as long as the
+    plain default does (`eval_aligned_chunk`): the driver then evaluates between chunks, which
+    costs about a third of an evaluation inside the chunk's scan (benchmarks/run_breakdown.py).
+    """
+    num_updates = config.num_updates
+    if chunk_updates is None:
+        chunk = default_chunk(num_updates)
+        if config.eval_episodes > 0:
+            aligned = eval_aligned_chunk(config)
+            chunk = aligned if 2 * aligned >= chunk else chunk
+    else:
+        chunk = int(chunk_updates)
     if not 1 <= chunk <= num_updates:
         raise UserError(f"chunk_updates must lie in [1, num_updates={num_updates}], got {chunk}")
     ckpt_every = 5 * chunk if checkpoint_every is None else int(checkpoint_every)
@@ -119,6 +149,11 @@ def units_of(tree: Any, units: slice | None) -> Any:
     if units is None:
         return tree
     return jax.tree.map(lambda x: x[units], tree)
+
+
+def with_evaluation(metrics: dict, evaluation: dict) -> dict:
+    """A chunk's metrics [units, n, ...] with `evaluation` [units, ...] as its last update's."""
+    return {k: v.at[:, -1].set(evaluation[k]) if k in evaluation else v for k, v in metrics.items()}
 
 
 def train_run(
@@ -152,15 +187,18 @@ def train_run(
       trainer: a prebuilt `PPOTrainer` for (config, env) to reuse; `network` is ignored then.
     """
     seeds = seed_tuple(seeds, "train_run")
-    chunk, ckpt_every = schedule(config.num_updates, chunk_updates, checkpoint_every)
+    chunk, ckpt_every = schedule(config, chunk_updates, checkpoint_every)
     if trainer is None:
         trainer = PPOTrainer(config, env, network)
     hyper = config.hyper() if hyper is None else hyper
     meta = base_meta(config, env, seeds, hyper, chunk, ckpt_every)
+    run_fn, eval_fn = trainer.batched_run, None
+    if trainer.evaluator is not None and evaluates_between_chunks(config, chunk):
+        run_fn, eval_fn = partial(trainer.batched_run, evaluate=False), trainer.batched_evaluate()
     (result,) = train_folders(
-        config, trainer.batched_init(), trainer.batched_run, seeds, [RunFolder(Path(out_dir), meta)],
+        config, trainer.batched_init(), run_fn, seeds, [RunFolder(Path(out_dir), meta)],
         hyper=hyper, resume=resume, chunk=chunk, checkpoint_every=ckpt_every, progress=progress,
-        label=label or meta["env"], chunk_callback=chunk_callback,
+        label=label or meta["env"], chunk_callback=chunk_callback, eval_fn=eval_fn,
     )  # fmt: skip
     return result
 
@@ -181,6 +219,7 @@ def train_folders(
     chunk_callback: Callable[[int, dict[str, Any]], None] | None = None,
     run_args: tuple = (),
     program_meta: tuple[Path, dict] | None = None,
+    eval_fn: Callable[..., dict] | None = None,
 ) -> list[RunResult]:
     """The host loop: train every unit in one compiled program, each folder logging its slice.
 
@@ -190,6 +229,10 @@ def train_folders(
     hold a checkpoint and continues from the earliest. `program_meta` = (path, meta) writes one
     more `run.json` for the whole program (with the compile time). Returns one `RunResult` per
     folder.
+
+    `eval_fn`, when given, is the jitted evaluation `(runner, *run_args) -> eval metrics [units,
+    ...]` and `run_fn` must then log NaN evaluations: the loop ends a chunk at every update
+    where `config.eval_due`, evaluates there, and logs the result in that update's row.
     """
     num_updates, units = config.num_updates, len(folders) * len(seeds)
     keys = jax.vmap(jax.random.key)(jnp.asarray([s for _ in folders for s in seeds], jnp.uint32))
@@ -248,8 +291,14 @@ def train_folders(
                 executables[n] = run_fn(n).lower(runner, *run_args, start).compile()
             return executables[n]
 
+        def chunk_length() -> int:
+            n = min(chunk, num_updates - step)
+            return n if eval_fn is None else min(n, config.next_eval(step) - step)
+
         if step < num_updates:
-            compiled(min(chunk, num_updates - step))
+            compiled(chunk_length())
+            if eval_fn is not None:
+                executables["eval"] = eval_fn.lower(runner, *run_args).compile()
             compile_seconds = time.perf_counter() - t0
         else:  # a finished run read back (resume): nothing compiled, keep what it recorded
             recorded = json.loads((folders[0].path / "run.json").read_text())
@@ -267,10 +316,12 @@ def train_folders(
         bar = ProgressBar(label, num_updates, step, enabled=progress)
         with bar:
             while step < num_updates:
-                n = min(chunk, num_updates - step)
+                n = chunk_length()
                 t_start = time.perf_counter()
                 fn = compiled(n)  # a shorter last chunk compiles here
                 runner, metrics = fn(runner, *run_args, jnp.int32(step))
+                if eval_fn is not None and config.eval_due(step + n):
+                    metrics = with_evaluation(metrics, executables["eval"](runner, *run_args))
                 metrics = jax.device_get(metrics)
                 dt = time.perf_counter() - t_start
                 train_seconds += dt

@@ -5,9 +5,10 @@ program. The env batch of each seed is sharded over all `jax.devices()` (a 1-D m
 one code path for 1 or many devices. `PPOTrainer` exposes the pieces (`init`, `run` for a chunk of
 updates) for host loops such as `car_jax.rl.driver.train_run`.
 
-Every `config.eval_interval` updates (and after the last) `run` evaluates the policy on fresh
-episodes inside the compiled program (`car_jax.rl.evaluate`); those `eval_*` metrics are the ones
-to judge a run by. The `train_*` metrics summarise the training episodes of the sampling policy.
+Every `config.eval_interval` updates (and after the last) the policy is evaluated on fresh
+episodes (`car_jax.rl.evaluate`): inside the compiled program by `run` (and `train`), or between
+compiled chunks by `evaluate_runner` (the host driver's way, which is faster); both give the same
+numbers. Those `eval_*` metrics are the ones to judge a run by. The `train_*` metrics summarise the training episodes of the sampling policy.
 """
 
 from __future__ import annotations
@@ -448,31 +449,38 @@ class PPOTrainer:
 
     # --- many updates -------------------------------------------------------------------------
     def run(
-        self, runner: RunnerState, num_updates: int, start: jax.Array | int = 0
+        self,
+        runner: RunnerState,
+        num_updates: int,
+        start: jax.Array | int = 0,
+        evaluate: bool = True,
     ) -> tuple[RunnerState, dict[str, jax.Array]]:
         """`num_updates` updates in one `lax.scan`; metrics stacked to [num_updates, ...].
 
         `start` is the number of updates done before this call (the same for every seed); it
         places the evaluations and progress calls. Updates without an evaluation log NaN `eval_*`.
+        With `evaluate=False` every update logs NaN `eval_*`: the caller evaluates the due
+        updates itself with `evaluate_runner` (the driver does, between its compiled chunks).
         """
+
         # NOTE: num_updates is static (a Python int: it fixes the scan length); `start` is traced
         # but must not be batched over seeds, so that the conds below stay real branches.
-        cfg = self.config
-
         def body(runner, i):
             runner, metrics = self.update(runner)
             if self.evaluator is not None:
                 done = i + 1
-                due = (done % cfg.eval_interval == 0) | (done == cfg.num_updates)
                 env_params = self.env_params(runner.hyper)
                 eval_key = jax.random.fold_in(runner.eval_key, done)
-                metrics.update(
-                    jax.lax.cond(
-                        due,
-                        lambda: self.evaluator(runner.params, env_params, eval_key),
-                        lambda: self.evaluator.blank(runner.params, env_params, eval_key),
+                if evaluate:
+                    metrics.update(
+                        jax.lax.cond(
+                            self.config.eval_due(done),
+                            lambda: self.evaluator(runner.params, env_params, eval_key),
+                            lambda: self.evaluator.blank(runner.params, env_params, eval_key),
+                        )
                     )
-                )
+                else:
+                    metrics.update(self.evaluator.blank(runner.params, env_params, eval_key))
             if self.progress_fn is not None:
                 # NOTE: `i` comes from the scan's xs, so it stays unbatched under vmap over seeds
                 # and the cond stays a real branch (the callback fires every progress_every only).
@@ -485,6 +493,18 @@ class PPOTrainer:
 
         updates = jnp.asarray(start, jnp.int32) + jnp.arange(num_updates, dtype=jnp.int32)
         return jax.lax.scan(body, runner, updates)
+
+    def evaluate_runner(self, runner: RunnerState) -> dict[str, jax.Array]:
+        """The `eval_*` metrics `run` logs after `runner.update` updates, for this runner.
+
+        The same episodes as the in-scan evaluation (the key is folded from the runner's own
+        evaluation stream with its update count), so evaluating between chunks or inside one
+        gives the same numbers.
+        """
+        if self.evaluator is None:
+            raise UserError("evaluation is off (PPOConfig.eval_episodes=0)")
+        eval_key = jax.random.fold_in(runner.eval_key, runner.update)
+        return self.evaluator(runner.params, self.env_params(runner.hyper), eval_key)
 
     def evaluate(self, params: Any, key: jax.Array, hyper: PPOHyper | None = None) -> dict:
         """The `eval_*` metrics of `params` on fresh episodes drawn from `key` (jittable)."""
@@ -500,18 +520,24 @@ class PPOTrainer:
         return self._compiled["init"]
 
     def batched_run(
-        self, num_updates: int
+        self, num_updates: int, evaluate: bool = True
     ) -> Callable[[RunnerState, jax.Array], tuple[RunnerState, dict]]:
-        """`jit(vmap(run(., num_updates, start)))` over a seed-stacked runner; cached per length.
+        """`jit(vmap(run(., num_updates, start, evaluate)))` over a seed-stacked runner; cached.
 
         The compiled function takes `(runner, start)`, `start` an int32 scalar shared by all seeds.
         """
-        name = f"run{num_updates}"
+        name = f"run{num_updates}" + ("" if evaluate else "-noeval")
         if name not in self._compiled:
             self._compiled[name] = jax.jit(
-                jax.vmap(lambda r, s: self.run(r, num_updates, s), in_axes=(0, None))
+                jax.vmap(lambda r, s: self.run(r, num_updates, s, evaluate), in_axes=(0, None))
             )
         return self._compiled[name]
+
+    def batched_evaluate(self) -> Callable[[RunnerState], dict[str, jax.Array]]:
+        """`jit(vmap(evaluate_runner))` over a seed-stacked runner; cached on the trainer."""
+        if "evaluate" not in self._compiled:
+            self._compiled["evaluate"] = jax.jit(jax.vmap(self.evaluate_runner))
+        return self._compiled["evaluate"]
 
     def _report(self, update: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
         self.progress_fn(int(np.asarray(update)), {k: np.asarray(v) for k, v in metrics.items()})

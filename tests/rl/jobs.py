@@ -46,7 +46,7 @@ def run_bandit(progress_fn=None):
 
 
 def resume_config():
-    """A tiny bandit run: 12 updates in chunks of 3."""
+    """A tiny bandit run: 12 updates in chunks of 3, evaluated every 3 (between the chunks)."""
     from car_jax.rl.config import PPOConfig
 
     return PPOConfig(
@@ -56,6 +56,7 @@ def resume_config():
         num_minibatches=2,
         update_epochs=2,
         lr=1e-2,
+        eval_every=3,
     )
 
 

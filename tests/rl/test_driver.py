@@ -97,6 +97,37 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, uninterrupted, trainer
     )
 
 
+def test_evaluation_between_chunks_equals_the_one_inside_them(tmp_path, uninterrupted, trainer):
+    # The driver evaluates between compiled chunks when they end at every evaluation point
+    # (chunks of 3, evaluations every 3) and inside the chunk's scan otherwise (chunks of 2).
+    # Same episodes, same keys: the logs must agree, and only the evaluation points are scored.
+    from probe_envs import Bandit
+
+    from car_jax.rl.driver import evaluates_between_chunks, schedule, train_run
+
+    config = resume_config()
+    assert evaluates_between_chunks(config, CHUNK) and not evaluates_between_chunks(config, 2)
+    inside = train_run(config, Bandit(), RESUME_SEEDS, tmp_path / "inside", chunk_updates=2,
+                       progress=False, trainer=trainer)  # fmt: skip
+    for name, between in uninterrupted.metrics.items():
+        if name != "time":
+            np.testing.assert_allclose(inside.metrics[name], between, rtol=1e-6, err_msg=name)
+    scored = np.isfinite(uninterrupted.metrics["eval_greedy_success"])
+    assert scored.all(axis=0).tolist() == [u % 3 == 0 for u in range(1, config.num_updates + 1)]
+    # The default chunk is the plain default when it ends at every evaluation point anyway, a
+    # shorter aligned one when that is at least half as long, else the plain one (evaluated in
+    # the chunk): 366 updates every 36 -> 6; 976 every 97 -> 16, evaluated inside.
+    doorkey = config.replace(eval_every=0, num_steps=8, total_timesteps=64 * 366)
+    assert schedule(doorkey, None, None)[0] == 6 and evaluates_between_chunks(doorkey, 6)
+    cartpole = config.replace(eval_every=0, total_timesteps=32 * 976)
+    assert cartpole.eval_interval == 97
+    assert schedule(cartpole, None, None)[0] == 16 and not evaluates_between_chunks(cartpole, 16)
+    aligned = config.replace(eval_every=10, total_timesteps=32 * 400)  # plain 20, aligned 10
+    assert schedule(aligned, None, None)[0] == 10
+    assert schedule(aligned.replace(eval_every=8), None, None)[0] == 20  # aligned 8: too short
+    assert schedule(aligned.replace(eval_episodes=0), None, None)[0] == 20
+
+
 def test_existing_run_needs_resume_and_matching_settings(uninterrupted, trainer):
     from probe_envs import Bandit
 
