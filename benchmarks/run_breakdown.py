@@ -37,6 +37,21 @@ from jax_rollout import bench_interleaved  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def dense_flops_per_update(params: Any, cfg: Any) -> float:
+    """Floating-point operations of the dense layers in one PPO update of one seed, counted from
+    the network's kernels: 2 x (kernel entries) per sample and forward pass, for the rollout's
+    forward pass, the bootstrap values of the final observations (the critic's forward pass; the
+    whole network's is counted, an upper bound by the actor's share) and every epoch's forward and
+    backward pass (backward = 2 x forward). Embedding lookups and convolutions are not counted."""
+    kernels = [
+        x for path, x in jax.tree_util.tree_leaves_with_path(params)
+        if "kernel" in jax.tree_util.keystr(path) and x.ndim == 3  # [seeds, in, out]
+    ]  # fmt: skip
+    macs_per_sample = sum(int(k.shape[1]) * int(k.shape[2]) for k in kernels)
+    passes = 1 + 1 + 3 * cfg.update_epochs
+    return 2.0 * macs_per_sample * cfg.batch_size * passes
+
+
 def prepare_variant(task: Any, reward: str, seeds: int, updates: int) -> dict[str, Any]:
     """Compiled update chunk and evaluation of one reward variant; timed calls and compile times."""
     from car_jax.experiment import make_config, make_env
@@ -112,6 +127,7 @@ def prepare_variant(task: Any, reward: str, seeds: int, updates: int) -> dict[st
         "eval": {"once": eval_once, "compile_s": eval_compile, "num_envs": 1, "scan_steps": 1},
         "eval_length": float(lengths["eval_greedy_length"].mean()),
         "obs_shape": list(env.obs_shape),
+        "dense_flops_per_update": dense_flops_per_update(runner.params, train_cfg),
     }
 
 
@@ -154,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             "reward": reward,
             "obs_shape": p["obs_shape"],
             "seconds_per_update": per_update,
+            "dense_gflop_per_update_all_seeds": p["dense_flops_per_update"] * args.seeds / 1e9,
+            "dense_gflops_per_second": p["dense_flops_per_update"] * args.seeds / per_update / 1e9,
             "seconds_per_evaluation_untrained": per_eval,
             "evaluation_episode_length_untrained": p["eval_length"],
             "updates": cfg.num_updates,
@@ -201,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     for row in rows:
+        print(
+            f"{row['reward']:>7} dense layers: {row['dense_gflop_per_update_all_seeds']:.1f} GFLOP "
+            f"per update ({args.seeds} seeds), {row['dense_gflops_per_second']:.0f} GFLOP/s"
+        )
         if "in_run" in row:
             x = row["in_run"]
             where = "between chunks" if x["driver_evaluates_between_chunks"] else "in the chunk"
@@ -226,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": args.seeds,
             "method": "per variant: a compiled chunk of `updates` PPO updates with evaluation off "
             "and one evaluation of the initial (untrained) policy, timed in the same interleaved "
-            "rounds (one warm-up call each); projected seconds = count x median time; the "
+            "rounds (one warm-up call each); dense GFLOP: 2 x kernel entries per sample and pass "
+            "(rollout, bootstrap values, 3 per epoch), embeddings and convolutions not counted; "
+            "projected seconds = count x median time; the "
             "evaluation figure is an upper bound (an untrained policy runs every episode to the "
             "time limit); in_run: chunks of the driver's length (car_jax.rl.driver.schedule): "
             "one without evaluation and the evaluation the driver runs between chunks, and one "

@@ -240,6 +240,13 @@ def test_run_breakdown_projects_updates_and_evaluations(tmp_path):
                                     "chunk_in_scan_none_due", "chunk_in_scan_one_due"}  # fmt: skip
     # the code reward's policy sees the progress plane; the sparse one does not
     assert rows["car"]["obs_shape"] == [7, 7, 3] and rows["sparse"]["obs_shape"] == [7, 7, 2]
+    # dense FLOPs from the kernels: 7x7 cells x channels x 4-wide embeddings -> 64 -> 64 -> 6
+    # actions (forward, right, left, pick up, put down, toggle), the same -> 1 value; 2 seeds x
+    # 8192 samples x (2 + 3 x 4 epochs) passes
+    for reward, width in (("car", 7 * 7 * 3 * 4), ("sparse", 7 * 7 * 2 * 4)):
+        macs = 2 * (width * 64 + 64 * 64) + 64 * 6 + 64
+        flops = 2 * 2 * macs * 8192 * 14
+        assert rows[reward]["dense_gflop_per_update_all_seeds"] == pytest.approx(flops / 1e9)
 
 
 @pytest.mark.slow
