@@ -24,6 +24,10 @@ N = 32
 # Verification of these costs the most on a 2-core CPU (large pixel frames, brax physics);
 # deselect them with `-m "not slow"`.
 SLOW = {
+    # The DoorKey state specs are one text for every size: DoorKey-8x8's verification stays in
+    # `make test` (and test_cli_run verifies the same programs on DoorKey-5x5).
+    "MiniGrid-DoorKey-5x5.state",
+    "MiniGrid-DoorKey-6x6.state",
     # DoorKey-5x5.pixels also passes in tests/test_verify.py (noisy-expert random set, cell ids
     # and drawn frames), in `make test`.
     "MiniGrid-DoorKey-5x5.pixels",

@@ -222,20 +222,20 @@ def test_patch_conv_is_nn_conv_with_the_same_parameters():
     obs = jax.random.bernoulli(jax.random.key(1), 0.3, (3, 5, 6, 4))
     fast, lax = networks.CNNTorso((8, 4), "patches"), networks.CNNTorso((8, 4), "lax")
     params = lax.init(jax.random.key(2), obs)
-    patch_tree = jax.tree.map(jnp.shape, fast.init(jax.random.key(2), obs))
+    patch_tree = jax.tree.map(jnp.shape, jax.eval_shape(fast.init, jax.random.key(2), obs))
     assert patch_tree == jax.tree.map(jnp.shape, params)
     # non-zero biases, so a dropped or misplaced bias shows
     params = jax.tree.map(lambda p: p + 0.1, params)
-    want = lax.apply(params, obs)
+    want = jax.jit(lax.apply)(params, obs)
     assert want.shape == (3, 5 * 6 * 4)
-    np.testing.assert_allclose(fast.apply(params, obs), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(fast.apply)(params, obs), want, rtol=1e-5, atol=1e-5)
     # and under vmap over seeds, each seed with its own parameters
     keys = jax.random.split(jax.random.key(3), 2)
     seeded = jax.vmap(lambda k: jax.tree.map(lambda p: p + jax.random.normal(k, p.shape), params))(
         keys
     )
-    got = jax.vmap(fast.apply, in_axes=(0, None))(seeded, obs)
-    want = jax.vmap(lax.apply, in_axes=(0, None))(seeded, obs)
+    got = jax.jit(jax.vmap(fast.apply, in_axes=(0, None)))(seeded, obs)
+    want = jax.jit(jax.vmap(lax.apply, in_axes=(0, None)))(seeded, obs)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     with pytest.raises(UserError, match="conv_impl must be 'patches' or 'lax', got 'fft'"):
         SMALL.replace(conv_impl="fft")
