@@ -8,7 +8,8 @@ updates) for host loops such as `car_jax.rl.driver.train_run`.
 Every `config.eval_interval` updates (and after the last) the policy is evaluated on fresh
 episodes (`car_jax.rl.evaluate`): inside the compiled program by `run` (and `train`), or between
 compiled chunks by `evaluate_runner` (the host driver's way, which is faster); both give the same
-numbers. Those `eval_*` metrics are the ones to judge a run by. The `train_*` metrics summarise the training episodes of the sampling policy.
+numbers. Those `eval_*` metrics are the ones to judge a run by. The `train_*` metrics summarise
+the training episodes of the sampling policy.
 """
 
 from __future__ import annotations
