@@ -73,19 +73,22 @@ class RunFolder:
     cut: Callable[[dict], dict] | None = None
 
 
+def _largest_divisor(n: int, at_most: int) -> int:
+    """The largest divisor of `n` (>= 0; 0 is divided by everything) in [1, max(1, at_most)]."""
+    return max(d for d in range(1, max(1, at_most) + 1) if n % d == 0)
+
+
 def default_chunk(num_updates: int, target_chunks: int = 20) -> int:
     """The largest divisor of `num_updates` not above num_updates / target_chunks (at least 1)."""
-    goal = max(1, num_updates // target_chunks)
-    return max(d for d in range(1, goal + 1) if num_updates % d == 0)
+    return _largest_divisor(num_updates, num_updates // target_chunks)
 
 
 def eval_aligned_chunk(config: PPOConfig, target_chunks: int = 20) -> int:
     """The largest chunk length not above num_updates / target_chunks whose chunks end at every
     evaluation point: it divides `eval_interval` and the last stretch after the last multiple
     of it, so one compiled length serves the whole run (at least 1)."""
-    goal = max(1, config.num_updates // target_chunks)
     step = math.gcd(config.eval_interval, config.num_updates % config.eval_interval)
-    return max(d for d in range(1, goal + 1) if step % d == 0)
+    return _largest_divisor(step, config.num_updates // target_chunks)
 
 
 def evaluates_between_chunks(config: PPOConfig, chunk: int) -> bool:
