@@ -105,24 +105,46 @@ def test_reference_spec_passes_verification(path: Path):
     print(f"{path.stem}: verified in {time.perf_counter() - t0:.1f}s")
 
 
-def test_blocked_unlock_pickup_last_program_is_not_paid_for_the_blocking_ball():
+@pytest.mark.parametrize("mode", ["state", "pixels"])
+def test_blocked_unlock_pickup_last_program_is_not_paid_for_the_blocking_ball(mode: str):
     # A trained seed once carried the blocking ball back through the open door: the first
     # version of the last program ("carries a non-key object, door open") paid for it, though the
-    # task wants the object from the room behind the door. Checked on a real reset observation.
+    # task wants the object from the room behind the door. Checked on real env states, edited
+    # (door opened, objects moved into the pocket, the agent moved) and observed in `mode`.
     task = envs.make("MiniGrid-BlockedUnlockPickUp")
-    spec = RewardSpec.load(REFERENCE_DIR / "MiniGrid-BlockedUnlockPickUp.state.py")
-    compiled = compile_spec(spec, task.inputs("state"), task.constants("state"))
     c = task.constants("state")
-    _, state = task.reset(jax.random.key(0), task.params)
-    obs = task.observe(state, "state")
-    tiles = jnp.where(obs["tiles"] == c["DOOR_LOCKED"], c["DOOR_OPEN"], obs["tiles"])
-    room = tiles[:, c["GRID_WIDTH"] // 2 + 1 :]
-    objects = (room != c["FLOOR"]) & (room != c["WALL"])
-    assert int(objects.sum()) == 1  # the object to pick up, behind the door
-    target = int(room[objects][0])
+    spec = RewardSpec.load(REFERENCE_DIR / f"MiniGrid-BlockedUnlockPickUp.{mode}.py")
+    compiled = compile_spec(spec, task.inputs(mode), task.constants(mode))
     last = len(compiled.names) - 1
-    carrying_ball = {**obs, "tiles": tiles, "carried_tile": jnp.int32(c["BALL"])}
-    assert not bool(compiled.completion(carrying_ball)[last])
-    emptied = tiles.at[:, c["GRID_WIDTH"] // 2 + 1 :].set(jnp.where(objects, c["FLOOR"], room))
-    holding = {**obs, "tiles": emptied, "carried_tile": jnp.int32(target)}
-    assert bool(compiled.completion(holding)[last])
+    _, state = task.reset(jax.random.key(0), task.params)
+    grid = state.grid.at[..., 0].set(
+        jnp.where(state.grid[..., 0] == c["DOOR_LOCKED"], c["DOOR_OPEN"], state.grid[..., 0])
+    )
+    half = c["GRID_WIDTH"] // 2
+    tiles = grid[..., 0]
+    loose = (tiles != c["FLOOR"]) & (tiles != c["WALL"]) & (tiles != c["KEY"])
+    loose = loose & (tiles != c["DOOR_OPEN"])
+    in_room = loose & (jnp.arange(c["GRID_WIDTH"]) > half)
+    blocker = jnp.argwhere(loose & ~in_room)
+    target = jnp.argwhere(in_room)
+    assert blocker.shape[0] == 1 and target.shape[0] == 1  # one blocker, one object behind the door
+    (br, bc), (tr, tc) = blocker[0], target[0]
+    floor = grid[1, 1]  # an empty floor cell
+
+    def paid(grid, pocket, position) -> bool:
+        agent = state.agent.replace(pocket=pocket.astype(state.agent.pocket.dtype), position=position)
+        obs = task.observe(state.replace(grid=grid, agent=agent), mode)
+        return bool(compiled.completion(obs)[last])
+
+    left, right = jnp.array([1, 1]), jnp.array([1, half + 1])
+    # Carrying the blocker, the room's object still behind the door: not paid, wherever the agent.
+    carrying_blocker = grid.at[br, bc].set(floor)
+    for position in (left, right):
+        assert not paid(carrying_blocker, grid[br, bc], position)
+    # Carrying the room's object: paid, with the agent in either room.
+    carrying_target = grid.at[tr, tc].set(floor)
+    for position in (left, right):
+        assert paid(carrying_target, grid[tr, tc], position)
+    # A red object behind the door with the (red) agent beside it is still an object.
+    red = carrying_blocker.at[tr, tc, 1].set(c["RED"])
+    assert not paid(red, grid[br, bc], jnp.array([tr, tc - 1]))

@@ -50,7 +50,7 @@ def opened_door(obs):
 
 
 def picked_up_object(obs):
-    """The inventory shows an object that is not a key (bright left of centre), with no locked door left."""
+    """The inventory shows an object that is not a key (bright left of centre), no locked door is left, and the room behind the door shows only floor or the agent: the carried object is that room's, not the blocker."""
     inventory = obs.frame[INVENTORY_ROW * TILE_PX :, :TILE_PX]
     wall = obs.frame[TILE_PX : (GRID_HEIGHT - 1) * TILE_PX, 5 * TILE_PX : 6 * TILE_PX]
     fills = (
@@ -61,4 +61,13 @@ def picked_up_object(obs):
         + pixel_count(wall, (115, 115, 0), tol=4)
         + pixel_count(wall, (45, 45, 45), tol=4)
     )
-    return max(inventory[4, 2]) > 20 and fills < 8
+    room = obs.frame[TILE_PX : (GRID_HEIGHT - 1) * TILE_PX, 6 * TILE_PX : (GRID_WIDTH - 1) * TILE_PX]
+    cells = (GRID_HEIGHT - 2) * (GRID_WIDTH - 7)
+    r = sum(room[:, :, 0])
+    g = sum(room[:, :, 1])
+    b = sum(room[:, :, 2])
+    # floor: 593 per channel and cell; the agent adds red only (4339 in its cell); every object
+    # adds to green or blue, or to red by another amount (red key 3355, ball 5537, box 4673).
+    bare = g == 593 * cells and b == 593 * cells
+    empty_room = bare and (r == 593 * cells or r == 593 * (cells - 1) + 4339)
+    return max(inventory[4, 2]) > 20 and fills < 8 and empty_room
