@@ -21,6 +21,7 @@ import numpy as np
 
 from car_jax.errors import UserError
 from car_jax.jsonutil import json_safe
+from car_jax.map_limit import release_if_near_limit
 
 # One default sample size for `verify`, `generate` and `run` (expert, random and epsilon-expert
 # runs each). At 256 runs a 10% rate has a 95% Wilson interval of about +-4 points (at 64 it
@@ -586,6 +587,7 @@ def verify_specs(
         raise UserError(
             f"verification needs expert and random trajectories; got {expert.n} and {random.n}"
         )
+    release_if_near_limit()  # a search verifies round after round in one process
     compiled: list[Any] = []
     failed: dict[int, Verdict] = {}
     for i, spec in enumerate(specs):
@@ -889,6 +891,7 @@ def collect_verification_rollouts(
         cells = bool(task_sprite_frames(task, mode))
     if n < 1:
         raise UserError(f"the number of trajectories must be at least 1, got {n}")
+    release_if_near_limit()  # rollout programs are the largest compiles of a verification
     base = jax.random.key(seed)
     if held_out:
         base = jax.random.fold_in(base, HELD_OUT_STREAM)

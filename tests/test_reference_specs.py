@@ -132,7 +132,9 @@ def test_blocked_unlock_pickup_last_program_is_not_paid_for_the_blocking_ball(mo
     floor = grid[1, 1]  # an empty floor cell
 
     def paid(grid, pocket, position) -> bool:
-        agent = state.agent.replace(pocket=pocket.astype(state.agent.pocket.dtype), position=position)
+        agent = state.agent.replace(
+            pocket=pocket.astype(state.agent.pocket.dtype), position=position
+        )
         obs = task.observe(state.replace(grid=grid, agent=agent), mode)
         return bool(compiled.completion(obs)[last])
 

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from car_jax.errors import UserError
+from car_jax.map_limit import release_if_near_limit
 from car_jax.rl import checkpoints, metric_logs
 from car_jax.rl.config import PPOConfig, PPOHyper
 from car_jax.rl.ppo import PPOTrainer, RunnerState
@@ -238,6 +239,7 @@ def train_folders(
     ...]` and `run_fn` must then log NaN evaluations: the loop ends a chunk at every update
     where `config.eval_due`, evaluates there, and logs the result in that update's row.
     """
+    release_if_near_limit()  # a long process (a sweep, a search) must not die in XLA's compiler
     num_updates, units = config.num_updates, len(folders) * len(seeds)
     keys = jax.vmap(jax.random.key)(jnp.asarray([s for _ in folders for s in seeds], jnp.uint32))
     for f in folders:
