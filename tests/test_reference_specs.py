@@ -122,14 +122,13 @@ def test_blocked_unlock_pickup_last_program_is_not_paid_for_the_blocking_ball(mo
     )
     half = c["GRID_WIDTH"] // 2
     tiles = grid[..., 0]
-    loose = (tiles != c["FLOOR"]) & (tiles != c["WALL"]) & (tiles != c["KEY"])
-    loose = loose & (tiles != c["DOOR_OPEN"])
+    loose = ~jnp.isin(tiles, jnp.array([c["FLOOR"], c["WALL"], c["KEY"], c["DOOR_OPEN"]]))
     in_room = loose & (jnp.arange(c["GRID_WIDTH"]) > half)
     blocker = jnp.argwhere(loose & ~in_room)
     target = jnp.argwhere(in_room)
     assert blocker.shape[0] == 1 and target.shape[0] == 1  # one blocker, one object behind the door
     (br, bc), (tr, tc) = blocker[0], target[0]
-    floor = grid[1, 1]  # an empty floor cell
+    floor = grid[1, 1]  # an empty floor cell (tile, colour)
 
     def paid(grid, pocket, position) -> bool:
         agent = state.agent.replace(
@@ -138,7 +137,11 @@ def test_blocked_unlock_pickup_last_program_is_not_paid_for_the_blocking_ball(mo
         obs = task.observe(state.replace(grid=grid, agent=agent), mode)
         return bool(compiled.completion(obs)[last])
 
-    left, right = jnp.array([1, 1]), jnp.array([1, half + 1])
+    left, right, beside = jnp.array([1, 1]), jnp.array([1, half + 1]), jnp.array([tr, tc - 1])
+    # every cell used below for the agent (and as the floor) is free floor, the last two behind
+    # the door
+    assert all(int(tiles[r, col]) == c["FLOOR"] for r, col in (left, right, beside))
+    assert int(right[1]) > half and int(beside[1]) > half
     # Carrying the blocker, the room's object still behind the door: not paid, wherever the agent.
     carrying_blocker = grid.at[br, bc].set(floor)
     for position in (left, right):
@@ -149,4 +152,4 @@ def test_blocked_unlock_pickup_last_program_is_not_paid_for_the_blocking_ball(mo
         assert paid(carrying_target, grid[tr, tc], position)
     # A red object behind the door with the (red) agent beside it is still an object.
     red = carrying_blocker.at[tr, tc, 1].set(c["RED"])
-    assert not paid(red, grid[br, bc], jnp.array([tr, tc - 1]))
+    assert not paid(red, grid[br, bc], beside)
